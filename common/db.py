@@ -1,0 +1,83 @@
+"""PostgreSQL access shared by the services: the pool and the migration runner.
+
+Migrations are plain SQL files in `migrations/`, applied once each, in file-name order, each in its
+own transaction, recorded in `schema_migrations`. Every service applies them at start-up; a
+transaction-level advisory lock makes simultaneous starts safe (the second waits, then finds nothing
+to do).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+log = logging.getLogger(__name__)
+
+#: Arbitrary but fixed: the advisory-lock key that serialises migration runs.
+MIGRATION_LOCK_KEY = 0x46534701
+
+_CONNECT_ERRORS = (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: float = 30) -> asyncpg.Pool:
+    """A pool, retrying while the server is still starting (it may come up after us)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(_CONNECT_ERRORS),
+        wait=wait_exponential(multiplier=0.1, max=2),
+        stop=stop_after_delay(wait_seconds),
+        reraise=True,
+    ):
+        with attempt:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=30
+            )
+    return pool
+
+
+def migration_files(directory: Path) -> list[Path]:
+    """The migration files in the order they apply."""
+    return sorted(p for p in directory.glob("*.sql") if p.is_file())
+
+
+async def apply_migrations(conn: asyncpg.Connection, directory: Path) -> list[str]:
+    """Apply every migration not yet recorded; returns the versions applied by this call."""
+    applied_now: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version    text PRIMARY KEY,
+                   checksum   text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")}
+        for path in migration_files(directory):
+            sql = path.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            version = path.stem
+            if version in done:
+                if done[version] != checksum:
+                    raise RuntimeError(f"migration {version} changed after it was applied; add a new one instead")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)", version, checksum
+                )
+            applied_now.append(version)
+            log.info("applied migration %s", version)
+    return applied_now
+
+
+async def migrate(dsn: str, directory: Path) -> list[str]:
+    """Connect, apply pending migrations, disconnect."""
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await apply_migrations(conn, directory)
+    finally:
+        await pool.close()

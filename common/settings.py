@@ -1,0 +1,37 @@
+"""Settings shared by every process; each process subclasses `CommonSettings` with its own env prefix.
+
+Shared names (DATABASE_URL, DATA_DIR, LOG_LEVEL) are read without a prefix, as the guide spells them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_AUTH_PORT = 50061
+DEFAULT_BILLING_PORT = 50062
+DEFAULT_GENERATION_PORT = 50063
+DEFAULT_SIMULATOR_PORT = 3090
+DEFAULT_EDGE_PORT = 3000
+DEFAULT_PG_PORT = 55432
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+    data_dir: Path = Field(Path(".data"), validation_alias="DATA_DIR")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    migrations_dir: Path = Field(REPO_ROOT / "migrations", validation_alias="MIGRATIONS_DIR")
+    db_pool_min: int = Field(2, validation_alias="DB_POOL_MIN", ge=1)
+    db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX", ge=1)
+
+    def dsn(self) -> str:
+        """The database URL; every service needs one (the launcher provides it for the embedded server)."""
+        if self.database_url is None:
+            raise RuntimeError("DATABASE_URL is not set (run the stack with `make run`, which provides it)")
+        return self.database_url.get_secret_value()

@@ -1,0 +1,126 @@
+"""`fsg`: run the whole stack in the foreground, or do one of its steps.
+
+`fsg run` starts (or uses) PostgreSQL, applies migrations, creates the admin on the first start, starts
+the Claude simulator when no ANTHROPIC_API_KEY is set, then runs the services and the edge as separate
+processes under honcho (Procfile). Ctrl-C or SIGTERM stops every process, then PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+
+from common.dsn import embedded_dsn, mask_dsn
+from common.settings import REPO_ROOT
+from devstack.bootstrap import admin_lines, bootstrap
+from devstack.embedded_pg import EmbeddedPostgres, bin_dir
+from devstack.settings import StackSettings
+
+app = typer.Typer(help="Film Script Generator: run the stack and its operator steps.", no_args_is_help=True)
+
+SIMULATOR_BANNER = (
+    "⚠️  ANTHROPIC_API_KEY is not set: generation uses the LOCAL CLAUDE SIMULATOR at {url} — "
+    "answers are synthetic, no real model is called. Set ANTHROPIC_API_KEY to use Claude."
+)
+
+
+@contextlib.contextmanager
+def database(settings: StackSettings) -> Iterator[str]:
+    """DATABASE_URL when given; otherwise the embedded server, stopped on the way out."""
+    if settings.database_url is not None:
+        yield settings.database_url.get_secret_value()
+        return
+    server = EmbeddedPostgres(settings.data_dir, settings.pg_port)
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        server.stop()
+        typer.echo("embedded PostgreSQL stopped")
+
+
+def process_env(settings: StackSettings, dsn: str, simulate: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=dsn,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        PORT=str(settings.edge_port),
+        AUTH_PORT=str(settings.auth_port),
+        BILLING_PORT=str(settings.billing_port),
+        GENERATION_PORT=str(settings.generation_port),
+        AUTH_ADDR=f"127.0.0.1:{settings.auth_port}",
+        BILLING_ADDR=f"127.0.0.1:{settings.billing_port}",
+        GENERATION_ADDR=f"127.0.0.1:{settings.generation_port}",
+        SIM_PORT=str(settings.simulator_port),
+    )
+    if simulate:
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{settings.simulator_port}"
+        env["ANTHROPIC_API_KEY"] = "simulator"
+        env["GENERATION_SIMULATED"] = "1"
+    return env
+
+
+@app.command()
+def run() -> None:
+    """Run everything in the foreground until Ctrl-C / SIGTERM."""
+    settings = StackSettings()
+    simulate = settings.anthropic_api_key is None
+    with database(settings) as dsn:
+        typer.echo(f"DATABASE_URL={mask_dsn(dsn)}")
+        result = asyncio.run(bootstrap(dsn, settings.migrations_dir, settings.admin_username, settings.admin_email))
+        for line in admin_lines(result):
+            typer.echo(line)
+        procfile = parse_procfile((REPO_ROOT / "Procfile").read_text())
+        env = process_env(settings, dsn, simulate)
+        manager = Manager()
+        if simulate:
+            typer.secho(SIMULATOR_BANNER.format(url=env["ANTHROPIC_BASE_URL"]), fg="yellow", bold=True, err=True)
+            manager.add_process("simulator", "python -m simulator", env=env, cwd=str(REPO_ROOT))
+        for name, command in procfile.processes.items():
+            manager.add_process(name, command, env=env, cwd=str(REPO_ROOT))
+        typer.echo(f"edge: http://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
+        manager.loop()
+    raise typer.Exit(manager.returncode or 0)
+
+
+@app.command("bootstrap")
+def bootstrap_command() -> None:
+    """Apply migrations and create the admin if missing (for deployments that run services separately)."""
+    settings = StackSettings()
+    if settings.database_url is None:
+        raise typer.BadParameter("DATABASE_URL is required")
+    result = asyncio.run(
+        bootstrap(settings.dsn(), settings.migrations_dir, settings.admin_username, settings.admin_email)
+    )
+    for line in admin_lines(result):
+        typer.echo(line)
+
+
+@app.command("db-url")
+def db_url() -> None:
+    """Print the full DATABASE_URL of the running embedded server (for psql / pg_dump)."""
+    settings = StackSettings()
+    dsn = settings.dsn() if settings.database_url is not None else embedded_dsn(settings.data_dir)
+    if dsn is None:
+        typer.echo("no embedded database is running (start it with `make run`)", err=True)
+        raise typer.Exit(1)
+    typer.echo(dsn)
+
+
+@app.command("pg-bin")
+def pg_bin() -> None:
+    """Print the folder holding the bundled psql and pg_dump (PostgreSQL 18, matching the server)."""
+    typer.echo(str(bin_dir()))
+
+
+if __name__ == "__main__":
+    app()

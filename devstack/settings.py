@@ -1,0 +1,25 @@
+"""Launcher settings: which database, which Claude, and the ports it hands to each process."""
+
+from pydantic import Field, SecretStr
+
+from common.settings import (
+    DEFAULT_AUTH_PORT,
+    DEFAULT_BILLING_PORT,
+    DEFAULT_EDGE_PORT,
+    DEFAULT_GENERATION_PORT,
+    DEFAULT_PG_PORT,
+    DEFAULT_SIMULATOR_PORT,
+    CommonSettings,
+)
+
+
+class StackSettings(CommonSettings):
+    pg_port: int = Field(DEFAULT_PG_PORT, validation_alias="PG_PORT")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+    edge_port: int = Field(DEFAULT_EDGE_PORT, validation_alias="PORT")
+    auth_port: int = Field(DEFAULT_AUTH_PORT, validation_alias="AUTH_PORT")
+    billing_port: int = Field(DEFAULT_BILLING_PORT, validation_alias="BILLING_PORT")
+    generation_port: int = Field(DEFAULT_GENERATION_PORT, validation_alias="GENERATION_PORT")
+    simulator_port: int = Field(DEFAULT_SIMULATOR_PORT, validation_alias="SIM_PORT")
+    admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
+    admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")

@@ -1,0 +1,48 @@
+"""The REST edge: the guide's endpoints over the auth, billing and generation gRPC services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from edge.clients import ServiceClients
+from edge.errors import install_error_handlers
+from edge.json import DecimalJSONResponse
+from edge.key_cache import KeyCache
+from edge.routes import admin, health, me
+from edge.settings import EdgeSettings
+
+
+def create_app(settings: EdgeSettings | None = None) -> FastAPI:
+    settings = settings or EdgeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.clients = ServiceClients(settings)
+        app.state.key_cache = KeyCache(settings.key_cache_seconds)
+        app.state.settings = settings
+        try:
+            yield
+        finally:
+            await app.state.clients.close()
+
+    app = FastAPI(
+        title="Film Script Generator API",
+        version="0.1.0",
+        default_response_class=DecimalJSONResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(me.router)
+    try:
+        from edge.routes import generate, projects
+    except ImportError:  # the generation routes arrive with the generation service
+        pass
+    else:
+        app.include_router(generate.router)
+        app.include_router(projects.router)
+    return app

@@ -1,0 +1,180 @@
+"""Admin endpoints: create users, grant credits, read usage, manage keys. Admin key required."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from common.money import from_wire, to_wire
+from edge.errors import ApiError
+from edge.json import DecimalJSONResponse
+from edge.routes.stats import usage_stats_body
+from edge.schemas import CreateUserBody, GrantCreditsBody
+from edge.security import Caller, require_admin
+from protos import auth_pb2, billing_pb2
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+Admin = Annotated[Caller, Depends(require_admin)]
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.status in (503, 504)
+
+
+async def _idempotent(call: Any) -> Any:
+    """Retry an idempotent billing call through a brief outage (same idempotency key each time)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(_retryable), stop=stop_after_attempt(4),
+        wait=wait_exponential(multiplier=0.2, max=2), reraise=True,
+    ):
+        with attempt:
+            return await call()
+
+
+def _balance_numbers(balance: billing_pb2.Balance) -> dict[str, Any]:
+    return {
+        "credits_remaining": None if balance.unlimited else from_wire(balance.available),
+        "credits_held": from_wire(balance.held),
+        "total_credits_purchased": from_wire(balance.total_credits_purchased),
+        "unlimited": balance.unlimited,
+    }
+
+
+@router.post("/create-user", status_code=201)
+async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> DecimalJSONResponse:
+    clients = request.app.state.clients
+    created = await clients.call(
+        "auth", clients.auth.CreateUser, auth_pb2.CreateUserRequest(username=body.username, email=body.email)
+    )
+    user = created.user
+    try:
+        if body.initial_credits > 0:
+            grant = billing_pb2.GrantRequest(
+                user_id=user.id, credits=to_wire(body.initial_credits), transaction_type="grant",
+                notes="initial credits", created_by=admin.username,
+                idempotency_key=f"create-user:{user.id}:initial",
+            )
+            reply = await _idempotent(lambda: clients.call("billing", clients.billing.Grant, grant))
+            balance = reply.balance
+        else:
+            opened = billing_pb2.OpenAccountRequest(user_id=user.id)
+            balance = await _idempotent(lambda: clients.call("billing", clients.billing.OpenAccount, opened))
+    except ApiError as exc:
+        # The user exists and its key is shown only now, so answer with it and say what is pending.
+        raise ApiError(
+            503, "Credits not granted",
+            "The user was created but billing is unavailable: grant the initial credits with "
+            "/api/admin/grant-credits when it is back",
+            user={"id": user.id, "username": user.username, "email": user.email, "api_key": created.api_key,
+                  "credits_remaining": 0},
+        ) from exc
+    return DecimalJSONResponse(
+        {
+            "message": "User created successfully",
+            "user": {
+                "id": user.id,
+                "username": user.username,
+                "email": user.email,
+                "api_key": created.api_key,
+                "credits_remaining": from_wire(balance.available),
+            },
+        },
+        status_code=201,
+    )
+
+
+@router.post("/grant-credits")
+async def grant_credits(
+    body: GrantCreditsBody,
+    request: Request,
+    admin: Admin,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> DecimalJSONResponse:
+    clients = request.app.state.clients
+    user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=body.username))
+    key = f"grant:{user.id}:{idempotency_key}" if idempotency_key else f"grant:{uuid.uuid4()}"
+    grant = billing_pb2.GrantRequest(
+        user_id=user.id, credits=to_wire(body.credits), transaction_type=body.type, notes=body.notes,
+        created_by=admin.username, idempotency_key=key,
+    )
+    reply = await _idempotent(lambda: clients.call("billing", clients.billing.Grant, grant))
+    return DecimalJSONResponse(
+        {
+            "message": "Credits granted successfully",
+            "user": {"username": user.username, **_balance_numbers(reply.balance)},
+            "credits_granted": body.credits,
+            "transaction_id": reply.transaction_id,
+            "replayed": reply.replayed,
+        }
+    )
+
+
+@router.get("/usage-stats/{username}")
+async def usage_stats(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+    clients = request.app.state.clients
+    user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
+    return DecimalJSONResponse(await usage_stats_body(clients, user.id, user.username))
+
+
+@router.get("/users")
+async def list_users(
+    request: Request,
+    admin: Admin,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> DecimalJSONResponse:
+    clients = request.app.state.clients
+    page = await clients.call(
+        "auth", clients.auth.ListUsers, auth_pb2.ListUsersRequest(page_size=limit, after_id=after)
+    )
+    ids = [u.id for u in page.users]
+    totals = await clients.call("billing", clients.billing.UsageTotals, billing_pb2.UsageTotalsRequest(user_ids=ids))
+    by_id = {t.balance.user_id: t for t in totals.totals}
+    users = []
+    for u in page.users:
+        t = by_id.get(u.id)
+        users.append(
+            {
+                "id": u.id, "username": u.username, "email": u.email, "is_admin": u.is_admin,
+                "disabled": u.disabled, "api_key_prefix": u.key_prefix, "created_at": u.created_at,
+                **(_balance_numbers(t.balance) if t else _balance_numbers(billing_pb2.Balance())),
+                "total_requests": t.total_requests if t else 0,
+                "total_tokens": t.total_tokens if t else 0,
+                "total_cost": from_wire(t.total_cost) if t else from_wire(""),
+            }
+        )
+    return DecimalJSONResponse({"users": users, "next_after": page.next_after_id or None})
+
+
+async def _user_ref(request: Request, username: str) -> auth_pb2.GetUserRequest:
+    clients = request.app.state.clients
+    user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
+    return auth_pb2.GetUserRequest(id=user.id)
+
+
+@router.post("/users/{username}/rotate-key")
+async def rotate_key(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+    """A new key for the user, shown once; the old key stops working at once."""
+    clients = request.app.state.clients
+    reply = await clients.call("auth", clients.auth.RotateKey, await _user_ref(request, username))
+    request.app.state.key_cache.evict_user(reply.user.id)
+    return DecimalJSONResponse({"message": "API key rotated", "username": reply.user.username,
+                                "api_key": reply.api_key})
+
+
+@router.post("/users/{username}/disable")
+async def disable_user(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+    clients = request.app.state.clients
+    user = await clients.call("auth", clients.auth.DisableUser, await _user_ref(request, username))
+    request.app.state.key_cache.evict_user(user.id)
+    return DecimalJSONResponse({"message": "User disabled", "username": user.username, "disabled": True})
+
+
+@router.post("/users/{username}/enable")
+async def enable_user(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+    clients = request.app.state.clients
+    user = await clients.call("auth", clients.auth.EnableUser, await _user_ref(request, username))
+    return DecimalJSONResponse({"message": "User enabled", "username": user.username, "disabled": False})

@@ -1,0 +1,53 @@
+"""Self-service: a user's own stats and ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from common.money import from_wire
+from edge.json import DecimalJSONResponse
+from edge.routes.stats import usage_stats_body
+from edge.security import Caller, current_user
+from protos import billing_pb2
+
+router = APIRouter(prefix="/api", tags=["self-service"])
+User = Annotated[Caller, Depends(current_user)]
+
+
+@router.get("/my-stats")
+async def my_stats(request: Request, caller: User) -> DecimalJSONResponse:
+    return DecimalJSONResponse(await usage_stats_body(request.app.state.clients, caller.id, caller.username))
+
+
+@router.get("/my-transactions")
+async def my_transactions(
+    request: Request,
+    caller: User,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int, Query(ge=0)] = 0,
+) -> DecimalJSONResponse:
+    clients = request.app.state.clients
+    page = await clients.call(
+        "billing", clients.billing.ListTransactions,
+        billing_pb2.ListTransactionsRequest(user_id=caller.id, page_size=limit, before_id=before),
+    )
+    return DecimalJSONResponse(
+        {
+            "transactions": [
+                {
+                    "id": t.id,
+                    "transaction_type": t.transaction_type,
+                    "credits_amount": from_wire(t.credits_amount),
+                    "balance_after": from_wire(t.balance_after),
+                    "notes": t.notes or None,
+                    "created_by": t.created_by or None,
+                    "hold_id": t.hold_id or None,
+                    "created_at": t.created_at,
+                }
+                for t in page.transactions
+            ],
+            "next_before": page.next_before_id or None,
+        }
+    )

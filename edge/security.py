@@ -1,0 +1,46 @@
+"""Who is calling: the API key from the `X-API-Key` header or the `api_key` query parameter, checked
+by the auth service. Routes depend on `current_user` or `require_admin`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+
+from edge.errors import ADMIN_REQUIRED, API_KEY_REQUIRED, INVALID_API_KEY
+from protos import auth_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    id: int
+    username: str
+    is_admin: bool
+
+
+def api_key_from(request: Request) -> str | None:
+    key = request.headers.get("x-api-key") or request.query_params.get("api_key")
+    return key.strip() if key and key.strip() else None
+
+
+async def current_user(request: Request) -> Caller:
+    key = api_key_from(request)
+    if key is None:
+        raise API_KEY_REQUIRED
+    clients = request.app.state.clients
+    cache = request.app.state.key_cache
+    caller = cache.get(key)
+    if caller is None:
+        reply = await clients.call("auth", clients.auth.ValidateKey, auth_pb2.ValidateKeyRequest(api_key=key))
+        if not reply.valid:
+            raise INVALID_API_KEY
+        caller = Caller(id=reply.user.id, username=reply.user.username, is_admin=reply.user.is_admin)
+        cache.put(key, caller)
+    request.state.caller = caller
+    return caller
+
+
+async def require_admin(caller: Caller = Depends(current_user)) -> Caller:
+    if not caller.is_admin:
+        raise ADMIN_REQUIRED
+    return caller

@@ -1,0 +1,31 @@
+"""Edge settings: PORT as in the guide, EDGE_* for the rest, and where the services listen."""
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import (
+    DEFAULT_AUTH_PORT,
+    DEFAULT_BILLING_PORT,
+    DEFAULT_EDGE_PORT,
+    DEFAULT_GENERATION_PORT,
+    CommonSettings,
+)
+
+
+class EdgeSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGE_", extra="ignore", populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_EDGE_PORT, validation_alias="PORT")
+    auth_addr: str = Field(f"127.0.0.1:{DEFAULT_AUTH_PORT}", validation_alias="AUTH_ADDR")
+    billing_addr: str = Field(f"127.0.0.1:{DEFAULT_BILLING_PORT}", validation_alias="BILLING_ADDR")
+    generation_addr: str = Field(f"127.0.0.1:{DEFAULT_GENERATION_PORT}", validation_alias="GENERATION_ADDR")
+    #: Deadline for quick service calls (auth, billing).
+    rpc_timeout_seconds: float = Field(5.0, gt=0)
+    #: Deadline for a whole Claude call through the generation service.
+    generation_timeout_seconds: float = Field(180.0, gt=0)
+    #: How long a validated key is trusted without asking auth again. 0 = ask every time.
+    #: Revocation (rotate, disable) is pushed by auth and evicts at once, so this only bounds staleness
+    #: if that push is lost.
+    key_cache_seconds: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)

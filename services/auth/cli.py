@@ -1,0 +1,97 @@
+"""Auth operator CLI (`fsg-auth`): serve, and manage users and keys straight in the database.
+
+Keys printed here are shown once; nothing else ever prints them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+
+from common.db import create_pool
+from common.dsn import resolve_dsn
+from services.auth.repository import AuthRepository
+from services.auth.settings import AuthSettings
+
+app = typer.Typer(help="Auth service: users and API keys.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+def _with_repo(action: Callable[[AuthRepository], Awaitable[T]]) -> T:
+    async def go() -> T:
+        pool = await create_pool(resolve_dsn(AuthSettings()), min_size=1, max_size=2)
+        try:
+            return await action(AuthRepository(pool))
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+@app.command()
+def serve() -> None:
+    """Run the Auth gRPC server."""
+    from services.auth.server import main
+
+    main()
+
+
+@app.command("rotate-admin-key")
+def rotate_admin_key() -> None:
+    """Issue a new key for the admin; the old key stops working at once."""
+
+    async def go(repo: AuthRepository) -> str:
+        admin, _ = await repo.ensure_admin()
+        _, key = await repo.rotate_key(admin.id)
+        return key
+
+    key = _with_repo(go)
+    typer.echo(f"✅ New admin API key: {key}")
+    typer.echo("   Save this API key securely - it won't be shown again!")
+
+
+@app.command("rotate-key")
+def rotate_key(username: str) -> None:
+    """Issue a new key for a user; the old key stops working at once."""
+
+    async def go(repo: AuthRepository) -> str:
+        user = await repo.get_user(username=username)
+        _, key = await repo.rotate_key(user.id)
+        return key
+
+    typer.echo(f"New API key for {username}: {_with_repo(go)}")
+
+
+@app.command()
+def disable(username: str) -> None:
+    """Disable a user: their key stops validating at once."""
+    _with_repo(lambda repo: _set_disabled(repo, username, True))
+    typer.echo(f"{username} disabled")
+
+
+@app.command()
+def enable(username: str) -> None:
+    """Enable a disabled user."""
+    _with_repo(lambda repo: _set_disabled(repo, username, False))
+    typer.echo(f"{username} enabled")
+
+
+async def _set_disabled(repo: AuthRepository, username: str, disabled: bool) -> None:
+    user = await repo.get_user(username=username)
+    await repo.set_disabled(user.id, disabled)
+
+
+@app.command("list-users")
+def list_users(limit: int = 100) -> None:
+    """List users (id, username, email, admin, disabled, key prefix)."""
+    users = _with_repo(lambda repo: repo.list_users(0, limit))
+    for u in users:
+        flags = ",".join(f for f, on in (("admin", u.is_admin), ("disabled", u.disabled)) if on) or "-"
+        typer.echo(f"{u.id}\t{u.username}\t{u.email}\t{flags}\t{u.key_prefix}…")
+
+
+if __name__ == "__main__":
+    app()

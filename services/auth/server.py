@@ -1,0 +1,48 @@
+"""Runs the Auth gRPC server: `python -m services.auth.server` (or `fsg-auth serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health
+
+from common.db import apply_migrations, create_pool
+from common.grpc_server import create_server as create_grpc_server
+from common.grpc_server import serve_until_signalled
+from common.logging import setup_logging
+from protos import auth_pb2, auth_pb2_grpc
+from services.auth.repository import AuthRepository
+from services.auth.servicer import AuthServicer
+from services.auth.settings import AuthSettings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
+
+
+def create_server(repository: AuthRepository, address: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """The auth server, not yet started, and its bound port (tests bind port 0)."""
+    servicer = AuthServicer(repository)
+    return create_grpc_server(
+        lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server), [SERVICE_NAME], address
+    )
+
+
+async def run(settings: AuthSettings) -> None:
+    pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn, settings.migrations_dir)
+    server, port, health_servicer = create_server(AuthRepository(pool), settings.address)
+    log.info("auth gRPC listening on %s:%d", settings.host, port)
+    await serve_until_signalled(server, health_servicer, [SERVICE_NAME], pool)
+
+
+def main() -> None:
+    settings = AuthSettings()
+    setup_logging("auth", settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The Auth gRPC servicer: translates protobuf messages to repository calls and back."""
+
+from __future__ import annotations
+
+import grpc
+
+from protos import auth_pb2, auth_pb2_grpc
+from services.auth.errors import InvalidUserInput
+from services.auth.repository import AuthRepository, UserRecord
+
+
+def user_message(user: UserRecord) -> auth_pb2.User:
+    return auth_pb2.User(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        is_admin=user.is_admin,
+        disabled=user.disabled,
+        key_prefix=user.key_prefix,
+        created_at=user.created_at.isoformat(),
+    )
+
+
+class AuthServicer(auth_pb2_grpc.AuthServicer):
+    def __init__(self, repository: AuthRepository) -> None:
+        self._repo = repository
+
+    async def _resolve(self, request: auth_pb2.GetUserRequest) -> UserRecord:
+        which = request.WhichOneof("ref")
+        if which == "id":
+            return await self._repo.get_user(user_id=request.id)
+        if which == "username":
+            return await self._repo.get_user(username=request.username)
+        raise InvalidUserInput("id or username is required")
+
+    async def CreateUser(
+        self, request: auth_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateUserResponse:
+        user, key = await self._repo.create_user(request.username, request.email, request.is_admin)
+        return auth_pb2.CreateUserResponse(user=user_message(user), api_key=key)
+
+    async def ValidateKey(
+        self, request: auth_pb2.ValidateKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ValidateKeyResponse:
+        user = await self._repo.user_for_key(request.api_key)
+        if user is None:
+            return auth_pb2.ValidateKeyResponse(valid=False)
+        return auth_pb2.ValidateKeyResponse(valid=True, user=user_message(user))
+
+    async def GetUser(self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> auth_pb2.User:
+        return user_message(await self._resolve(request))
+
+    async def ListUsers(
+        self, request: auth_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListUsersResponse:
+        if request.page_size < 0 or request.after_id < 0:
+            raise InvalidUserInput("page_size and after_id must not be negative")
+        page_size = request.page_size or 50
+        users = await self._repo.list_users(request.after_id, page_size)
+        next_after = users[-1].id if len(users) == min(page_size, 500) and users else 0
+        return auth_pb2.ListUsersResponse(users=[user_message(u) for u in users], next_after_id=next_after)
+
+    async def RotateKey(
+        self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateUserResponse:
+        user = await self._resolve(request)
+        user, key = await self._repo.rotate_key(user.id)
+        return auth_pb2.CreateUserResponse(user=user_message(user), api_key=key)
+
+    async def DisableUser(self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> auth_pb2.User:
+        user = await self._resolve(request)
+        return user_message(await self._repo.set_disabled(user.id, True))
+
+    async def EnableUser(self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> auth_pb2.User:
+        user = await self._resolve(request)
+        return user_message(await self._repo.set_disabled(user.id, False))

@@ -1,0 +1,95 @@
+"""Billing operator CLI (`fsg-billing`): serve, reconcile the ledger, grant and inspect credits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+
+from common.db import create_pool
+from common.dsn import resolve_dsn
+from common.money import for_json
+from services.billing.repository import BillingRepository
+from services.billing.settings import BillingSettings
+
+app = typer.Typer(help="Billing service: credits, holds and the ledger.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+def _with_repo(action: Callable[[BillingRepository], Awaitable[T]]) -> T:
+    async def go() -> T:
+        pool = await create_pool(resolve_dsn(BillingSettings()), min_size=1, max_size=2)
+        try:
+            return await action(BillingRepository(pool))
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+@app.command()
+def serve() -> None:
+    """Run the Billing gRPC server."""
+    from services.billing.server import main
+
+    main()
+
+
+@app.command()
+def reconcile() -> None:
+    """Re-derive every balance from the ledger; report each difference. Exit 1 if any."""
+    differences = _with_repo(lambda repo: repo.reconcile())
+    for d in differences:
+        typer.echo(
+            f"user {d.user_id}: available {d.available} vs ledger {d.ledger_available}; "
+            f"held {d.held} vs pending holds {d.pending_held}; "
+            f"purchased {d.total_credits_purchased} vs ledger {d.ledger_purchased}; "
+            f"usage ledger {d.ledger_usage} vs usage_logs {d.logged_usage}; "
+            f"ledger rows consistent: {d.rows_consistent}"
+        )
+    if differences:
+        typer.echo(f"reconcile: {len(differences)} account(s) differ from the ledger", err=True)
+        raise typer.Exit(1)
+    typer.echo("reconcile: every balance matches the ledger")
+
+
+@app.command()
+def grant(
+    user_id: int,
+    credits: str,
+    transaction_type: str = typer.Option("grant", "--type", help="grant | purchase | refund | adjustment"),
+    notes: str = "",
+    idempotency_key: str = typer.Option("", help="defaults to a fresh UUID"),
+) -> None:
+    """Add credits to a user's account (an adjustment may be negative)."""
+    result = _with_repo(
+        lambda repo: repo.grant(
+            user_id, credits, transaction_type=transaction_type, notes=notes, created_by="cli",
+            idempotency_key=idempotency_key or f"cli:{uuid.uuid4()}",
+        )
+    )
+    typer.echo(f"transaction {result.transaction_id}: available {for_json(result.balance.available)}")
+
+
+@app.command()
+def balance(user_id: int) -> None:
+    """Show a user's available, held and purchased credits."""
+    b = _with_repo(lambda repo: repo.balance(user_id))
+    typer.echo(
+        f"available {for_json(b.available)} held {for_json(b.held)} "
+        f"purchased {for_json(b.total_credits_purchased)} unlimited {b.unlimited}"
+    )
+
+
+@app.command("sweep")
+def sweep() -> None:
+    """Expire every pending hold past its deadline now."""
+    n = _with_repo(lambda repo: repo.sweep_expired(365 * 86400.0, 10_000))
+    typer.echo(f"expired {n} hold(s)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,175 @@
+"""The billing service's SQL, named and kept together.
+
+Lock order, everywhere: a hold row (FOR UPDATE) before its account row, so settling and sweeping
+never deadlock with each other or with reserves and grants (which lock the account row only).
+"""
+
+OPEN_ACCOUNT = """
+INSERT INTO credit_accounts (user_id, unlimited) VALUES ($1, $2)
+ON CONFLICT (user_id) DO UPDATE SET unlimited = credit_accounts.unlimited OR EXCLUDED.unlimited,
+                                    updated_at = CASE WHEN EXCLUDED.unlimited AND NOT credit_accounts.unlimited
+                                                      THEN now() ELSE credit_accounts.updated_at END
+RETURNING user_id, available, held, total_credits_purchased, unlimited
+"""
+
+ENSURE_ACCOUNT = "INSERT INTO credit_accounts (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING"
+
+BALANCE = "SELECT user_id, available, held, total_credits_purchased, unlimited FROM credit_accounts WHERE user_id = $1"
+
+TRANSACTION_BY_IDEMPOTENCY_KEY = """
+SELECT id, user_id, transaction_type, credits_amount FROM credit_transactions WHERE idempotency_key = $1
+"""
+
+#: $1 user, $2 amount (signed), $3 counts toward total_credits_purchased
+MOVE_FOR_GRANT = """
+UPDATE credit_accounts
+SET available = available + $2,
+    total_credits_purchased = total_credits_purchased + CASE WHEN $3 THEN $2 ELSE 0 END,
+    updated_at = now()
+WHERE user_id = $1
+RETURNING available - $2 AS before, available AS after
+"""
+
+INSERT_TRANSACTION = """
+INSERT INTO credit_transactions
+    (user_id, transaction_type, credits_amount, balance_before, balance_after, hold_id, idempotency_key,
+     notes, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id
+"""
+
+#: One atomic conditional statement: move available → held only if it fits (or the account is
+#: unlimited), record the pending hold and its ledger row. No row back = insufficient credits.
+#: $1 hold id, $2 user, $3 amount, $4 ttl seconds, $5 endpoint, $6 request id
+RESERVE = """
+WITH acct AS (
+    UPDATE credit_accounts
+    SET available = available - $3, held = held + $3, updated_at = now()
+    WHERE user_id = $2 AND (unlimited OR available >= $3)
+    RETURNING available, unlimited
+), hold AS (
+    INSERT INTO credit_holds (id, user_id, amount, endpoint, request_id, expires_at)
+    SELECT $1, $2, $3, $5, $6, now() + make_interval(secs => $4) FROM acct
+    RETURNING id
+), ledger AS (
+    INSERT INTO credit_transactions (user_id, transaction_type, credits_amount, balance_before, balance_after, hold_id)
+    SELECT $2, 'hold', -$3, acct.available + $3, acct.available, hold.id FROM acct, hold
+)
+SELECT available, unlimited FROM acct
+"""
+
+HOLD_FOR_UPDATE = """
+SELECT h.id, h.user_id, h.amount, h.endpoint, h.request_id, h.expires_at,
+       r.outcome, r.amount AS resolved_amount
+FROM credit_holds h
+LEFT JOIN credit_hold_resolutions r ON r.hold_id = h.id
+WHERE h.id = $1
+FOR UPDATE OF h
+"""
+
+HOLD = """
+SELECT h.id, h.user_id, h.amount, r.outcome, r.amount AS resolved_amount
+FROM credit_holds h LEFT JOIN credit_hold_resolutions r ON r.hold_id = h.id
+WHERE h.id = $1
+"""
+
+#: Settle a hold against its account: $2 = hold amount returns from held, $3 = charge leaves available.
+SETTLE_ACCOUNT = """
+UPDATE credit_accounts
+SET held = held - $2, available = available + $2 - $3, updated_at = now()
+WHERE user_id = $1
+RETURNING available - $2 + $3 AS before, available AS after, held, total_credits_purchased, unlimited
+"""
+
+INSERT_RESOLUTION = "INSERT INTO credit_hold_resolutions (hold_id, outcome, amount) VALUES ($1, $2, $3)"
+
+INSERT_USAGE = """
+INSERT INTO usage_logs
+    (user_id, request_id, hold_id, endpoint, method, input_tokens, output_tokens, tokens_used, credits_cost,
+     provider_cost, model_used, project_path, response_success, error_message, latency_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $6 + $7, $8, $9, $10, $11, $12, $13, $14)
+"""
+
+#: Pending holds past expiry. The window keeps the scan short; the first sweep after start-up
+#: passes a wide window to catch anything left while the service was down.
+EXPIRED_HOLDS = """
+SELECT h.id FROM credit_holds h
+WHERE h.expires_at < now() AND h.expires_at > now() - make_interval(secs => $1)
+  AND NOT EXISTS (SELECT 1 FROM credit_hold_resolutions r WHERE r.hold_id = h.id)
+ORDER BY h.expires_at
+LIMIT $2
+"""
+
+USAGE_TOTALS = """
+SELECT count(*)                                   AS total_requests,
+       COALESCE(sum(tokens_used), 0)              AS total_tokens,
+       COALESCE(sum(credits_cost), 0)             AS total_cost,
+       count(*) FILTER (WHERE response_success)   AS successful_requests
+FROM usage_logs WHERE user_id = $1
+"""
+
+RECENT_USAGE = """
+SELECT endpoint, count(*) AS count, COALESCE(sum(credits_cost), 0) AS total_cost
+FROM usage_logs
+WHERE user_id = $1 AND created_at > now() - make_interval(days => $2)
+GROUP BY endpoint
+ORDER BY count DESC, endpoint
+"""
+
+USAGE_TOTALS_MANY = """
+SELECT a.user_id, a.available, a.held, a.total_credits_purchased, a.unlimited,
+       COALESCE(u.total_requests, 0) AS total_requests, COALESCE(u.total_tokens, 0) AS total_tokens,
+       COALESCE(u.total_cost, 0) AS total_cost
+FROM credit_accounts a
+LEFT JOIN (
+    SELECT user_id, count(*) AS total_requests, sum(tokens_used) AS total_tokens, sum(credits_cost) AS total_cost
+    FROM usage_logs WHERE user_id = ANY($1::bigint[]) GROUP BY user_id
+) u ON u.user_id = a.user_id
+WHERE a.user_id = ANY($1::bigint[])
+"""
+
+LIST_TRANSACTIONS = """
+SELECT id, transaction_type, credits_amount, balance_after, notes, created_by, hold_id, created_at
+FROM credit_transactions
+WHERE user_id = $1 AND ($2 = 0 OR id < $2)
+ORDER BY id DESC
+LIMIT $3
+"""
+
+#: Re-derive every cached number from the ledger and the holds; any row returned is a difference.
+RECONCILE = """
+WITH ledger AS (
+    SELECT user_id,
+           sum(credits_amount) AS available,
+           sum(credits_amount) FILTER (WHERE transaction_type IN ('grant', 'purchase')) AS purchased,
+           bool_and(balance_after = balance_before + credits_amount) AS rows_consistent
+    FROM credit_transactions GROUP BY user_id
+), pending AS (
+    SELECT h.user_id, sum(h.amount) AS held
+    FROM credit_holds h
+    WHERE NOT EXISTS (SELECT 1 FROM credit_hold_resolutions r WHERE r.hold_id = h.id)
+    GROUP BY h.user_id
+), charged AS (
+    SELECT user_id, sum(-credits_amount) AS usage FROM credit_transactions
+    WHERE transaction_type = 'usage' GROUP BY user_id
+), logged AS (
+    SELECT user_id, sum(credits_cost) AS usage FROM usage_logs GROUP BY user_id
+)
+SELECT a.user_id,
+       a.available, COALESCE(l.available, 0) AS ledger_available,
+       a.held, COALESCE(p.held, 0) AS pending_held,
+       a.total_credits_purchased, COALESCE(l.purchased, 0) AS ledger_purchased,
+       COALESCE(c.usage, 0) AS ledger_usage, COALESCE(g.usage, 0) AS logged_usage,
+       COALESCE(l.rows_consistent, true) AS rows_consistent
+FROM credit_accounts a
+LEFT JOIN ledger l ON l.user_id = a.user_id
+LEFT JOIN pending p ON p.user_id = a.user_id
+LEFT JOIN charged c ON c.user_id = a.user_id
+LEFT JOIN logged g ON g.user_id = a.user_id
+WHERE a.available <> COALESCE(l.available, 0)
+   OR a.held <> COALESCE(p.held, 0)
+   OR a.total_credits_purchased <> COALESCE(l.purchased, 0)
+   OR COALESCE(c.usage, 0) <> COALESCE(g.usage, 0)
+   OR NOT COALESCE(l.rows_consistent, true)
+ORDER BY a.user_id
+"""

@@ -1,0 +1,327 @@
+"""Billing data access: the ledger and two-phase holds (pending → posted | voided | expired).
+
+Every method that moves credits does it in one transaction that also writes the ledger rows (and the
+usage row, for settlements), so the cached balances in `credit_accounts` always equal what the ledger
+re-derives (`reconcile`). asyncpg errors become billing domain errors here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import asyncpg
+
+from common.money import ZERO, InvalidAmount, parse_credits
+from services.billing import queries
+from services.billing.errors import (
+    ExceedsPendingAmount,
+    HoldNotFound,
+    IdempotencyConflict,
+    InvalidBillingRequest,
+    InvalidCredits,
+)
+
+GRANT_TYPES = frozenset({"grant", "purchase", "refund", "adjustment"})
+#: Grants and purchases count toward `total_credits_purchased` (the guide: 100 initial + 50 granted = 150).
+PURCHASE_TYPES = frozenset({"grant", "purchase"})
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    user_id: int
+    available: Decimal = ZERO
+    held: Decimal = ZERO
+    total_credits_purchased: Decimal = ZERO
+    unlimited: bool = False
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, user_id: int | None = None) -> Balance:
+        return cls(
+            user_id=user_id if user_id is not None else row["user_id"],
+            available=row["available"],
+            held=row["held"],
+            total_credits_purchased=row["total_credits_purchased"],
+            unlimited=row["unlimited"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GrantResult:
+    transaction_id: int
+    balance: Balance
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    ok: bool
+    available: Decimal
+    required: Decimal
+    unlimited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What the caller knows about the call a hold paid for."""
+
+    endpoint: str = ""
+    method: str = "POST"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""
+    project_path: str = ""
+    request_id: str = ""
+    latency_ms: int = 0
+    error_message: str = ""
+    provider_cost: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    outcome: str  # posted | voided | expired | already_posted | already_voided
+    charged: Decimal
+    balance: Balance
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointUsage:
+    endpoint: str
+    count: int
+    total_cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class UsageStats:
+    balance: Balance
+    total_requests: int
+    total_tokens: int
+    total_cost: Decimal
+    successful_requests: int
+    avg_tokens_per_request: int
+    recent_usage: list[EndpointUsage] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One account whose cached numbers disagree with what the ledger re-derives."""
+
+    user_id: int
+    available: Decimal
+    ledger_available: Decimal
+    held: Decimal
+    pending_held: Decimal
+    total_credits_purchased: Decimal
+    ledger_purchased: Decimal
+    ledger_usage: Decimal
+    logged_usage: Decimal
+    rows_consistent: bool
+
+
+def _amount(value: str | Decimal, *, allow_zero: bool = False) -> Decimal:
+    try:
+        return parse_credits(value, allow_zero=allow_zero)
+    except InvalidAmount as exc:
+        raise InvalidCredits(f"Invalid credit amount: {exc}") from exc
+
+
+def _hold_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise InvalidBillingRequest("hold_id must be a UUID") from exc
+
+
+class BillingRepository:
+    def __init__(self, pool: asyncpg.Pool, *, default_ttl_seconds: int = 600, recent_days: int = 30) -> None:
+        self._pool = pool
+        self._default_ttl = default_ttl_seconds
+        self._recent_days = recent_days
+
+    # -- accounts ----------------------------------------------------------------------------------
+    async def open_account(self, user_id: int, unlimited: bool = False) -> Balance:
+        row = await self._pool.fetchrow(queries.OPEN_ACCOUNT, user_id, unlimited)
+        return Balance.from_row(row)
+
+    async def balance(self, user_id: int) -> Balance:
+        row = await self._pool.fetchrow(queries.BALANCE, user_id)
+        return Balance.from_row(row) if row is not None else Balance(user_id=user_id)
+
+    # -- grants ------------------------------------------------------------------------------------
+    async def grant(
+        self,
+        user_id: int,
+        credits: str | Decimal,
+        *,
+        transaction_type: str = "grant",
+        notes: str = "",
+        created_by: str = "",
+        idempotency_key: str,
+    ) -> GrantResult:
+        """Add (or, for an adjustment, remove) credits with one ledger row; a repeated key replays."""
+        if transaction_type not in GRANT_TYPES:
+            raise InvalidBillingRequest(f"transaction_type must be one of {sorted(GRANT_TYPES)}")
+        if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidBillingRequest("idempotency_key is required (at most 200 characters)")
+        if transaction_type == "adjustment" and str(credits).startswith("-"):
+            amount = -_amount(str(credits)[1:])
+        else:
+            amount = _amount(credits)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type)
+                if replay is not None:
+                    return replay
+                await conn.execute(queries.ENSURE_ACCOUNT, user_id)
+                moved = await conn.fetchrow(
+                    queries.MOVE_FOR_GRANT, user_id, amount, transaction_type in PURCHASE_TYPES
+                )
+                tx_id = await conn.fetchval(
+                    queries.INSERT_TRANSACTION, user_id, transaction_type, amount, moved["before"], moved["after"],
+                    None, idempotency_key, notes or None, created_by or None,
+                )
+                balance = Balance.from_row(await conn.fetchrow(queries.BALANCE, user_id))
+                return GrantResult(transaction_id=tx_id, balance=balance, replayed=False)
+        except asyncpg.CheckViolationError as exc:
+            raise InvalidCredits("adjustment would make the balance negative") from exc
+        except asyncpg.UniqueViolationError:
+            # A concurrent request with the same key won the race; answer with its result.
+            async with self._pool.acquire() as conn:
+                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type)
+            if replay is None:
+                raise
+            return replay
+
+    async def _replay_grant(
+        self, conn: asyncpg.Connection, key: str, user_id: int, amount: Decimal, transaction_type: str
+    ) -> GrantResult | None:
+        row = await conn.fetchrow(queries.TRANSACTION_BY_IDEMPOTENCY_KEY, key)
+        if row is None:
+            return None
+        if (row["user_id"], row["credits_amount"], row["transaction_type"]) != (user_id, amount, transaction_type):
+            raise IdempotencyConflict()
+        balance = Balance.from_row(await conn.fetchrow(queries.BALANCE, user_id))
+        return GrantResult(transaction_id=row["id"], balance=balance, replayed=True)
+
+    # -- two-phase holds ---------------------------------------------------------------------------
+    async def reserve(
+        self,
+        hold_id: str,
+        user_id: int,
+        amount: str | Decimal,
+        *,
+        ttl_seconds: int = 0,
+        endpoint: str = "",
+        request_id: str = "",
+    ) -> ReserveResult:
+        """Place a pending hold, atomically and only if it fits. A repeated hold id replays."""
+        hid = _hold_id(hold_id)
+        value = _amount(amount)
+        ttl = ttl_seconds if ttl_seconds > 0 else self._default_ttl
+        try:
+            row = await self._pool.fetchrow(queries.RESERVE, hid, user_id, value, float(ttl), endpoint, request_id)
+        except asyncpg.UniqueViolationError:
+            row = None  # the hold id exists: fall through to the replay below
+        if row is not None:
+            return ReserveResult(ok=True, available=row["available"], required=value, unlimited=row["unlimited"])
+        existing = await self._pool.fetchrow(queries.HOLD, hid)
+        balance = await self.balance(user_id)
+        if existing is not None:
+            if existing["user_id"] != user_id or existing["amount"] != value:
+                raise IdempotencyConflict("hold_id already used for a different hold")
+            return ReserveResult(ok=True, available=balance.available, required=value, unlimited=balance.unlimited)
+        return ReserveResult(ok=False, available=balance.available, required=value, unlimited=balance.unlimited)
+
+    async def commit(self, hold_id: str, amount: str | Decimal, usage: UsageRecord) -> SettleResult:
+        """Post the actual cost (at most the hold), release the rest, write the usage row: one transaction."""
+        return await self._settle(_hold_id(hold_id), "posted", _amount(amount, allow_zero=True), usage)
+
+    async def release(self, hold_id: str, usage: UsageRecord) -> SettleResult:
+        """Void the hold (nothing charged) and write a failed usage row."""
+        return await self._settle(_hold_id(hold_id), "voided", ZERO, usage)
+
+    async def expire(self, hold_id: uuid.UUID) -> SettleResult:
+        return await self._settle(
+            hold_id, "expired", ZERO, UsageRecord(error_message="hold expired before the call was settled")
+        )
+
+    async def _settle(self, hid: uuid.UUID, outcome: str, charge: Decimal, usage: UsageRecord) -> SettleResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            hold = await conn.fetchrow(queries.HOLD_FOR_UPDATE, hid)
+            if hold is None:
+                raise HoldNotFound()
+            if hold["outcome"] is not None:
+                previous = hold["outcome"]
+                named = {"posted": "already_posted", "voided": "already_voided", "expired": "expired"}[previous]
+                balance = Balance.from_row(await conn.fetchrow(queries.BALANCE, hold["user_id"]))
+                return SettleResult(outcome=named, charged=hold["resolved_amount"], balance=balance)
+            if charge > hold["amount"]:
+                raise ExceedsPendingAmount()
+            user_id = hold["user_id"]
+            moved = await conn.fetchrow(queries.SETTLE_ACCOUNT, user_id, hold["amount"], charge)
+            await conn.execute(queries.INSERT_RESOLUTION, hid, outcome, charge)
+            released_to = moved["before"] + hold["amount"]
+            await conn.execute(
+                queries.INSERT_TRANSACTION, user_id, "release", hold["amount"], moved["before"], released_to,
+                hid, None, None, None,
+            )
+            if charge > 0:
+                await conn.execute(
+                    queries.INSERT_TRANSACTION, user_id, "usage", -charge, released_to, moved["after"],
+                    hid, None, None, None,
+                )
+            success = outcome == "posted"
+            await conn.execute(
+                queries.INSERT_USAGE, user_id, usage.request_id or hold["request_id"], hid,
+                usage.endpoint or hold["endpoint"], usage.method or "POST", usage.input_tokens, usage.output_tokens,
+                charge, usage.provider_cost, usage.model or None, usage.project_path or None, success,
+                None if success else (usage.error_message or outcome), usage.latency_ms or None,
+            )
+            balance = Balance(
+                user_id=user_id, available=moved["after"], held=moved["held"],
+                total_credits_purchased=moved["total_credits_purchased"], unlimited=moved["unlimited"],
+            )
+            return SettleResult(outcome=outcome, charged=charge, balance=balance)
+
+    async def sweep_expired(self, window_seconds: float, limit: int = 200) -> int:
+        """Expire pending holds past their deadline; returns how many this call resolved."""
+        ids = [r["id"] for r in await self._pool.fetch(queries.EXPIRED_HOLDS, window_seconds, limit)]
+        done = 0
+        for hid in ids:
+            result = await self.expire(hid)
+            done += result.outcome == "expired" and result.charged == ZERO
+        return done
+
+    # -- reporting ---------------------------------------------------------------------------------
+    async def usage_stats(self, user_id: int) -> UsageStats:
+        async with self._pool.acquire() as conn:
+            totals = await conn.fetchrow(queries.USAGE_TOTALS, user_id)
+            recent = await conn.fetch(queries.RECENT_USAGE, user_id, self._recent_days)
+            balance_row = await conn.fetchrow(queries.BALANCE, user_id)
+        balance = Balance.from_row(balance_row) if balance_row is not None else Balance(user_id=user_id)
+        requests = totals["total_requests"]
+        return UsageStats(
+            balance=balance,
+            total_requests=requests,
+            total_tokens=totals["total_tokens"],
+            total_cost=totals["total_cost"],
+            successful_requests=totals["successful_requests"],
+            # Whole tokens, rounded down, as the guide shows (45231 / 23 → 1966).
+            avg_tokens_per_request=totals["total_tokens"] // requests if requests else 0,
+            recent_usage=[EndpointUsage(r["endpoint"], r["count"], r["total_cost"]) for r in recent],
+        )
+
+    async def usage_totals(self, user_ids: list[int]) -> list[tuple[Balance, int, int, Decimal]]:
+        rows = await self._pool.fetch(queries.USAGE_TOTALS_MANY, user_ids)
+        return [(Balance.from_row(r), r["total_requests"], r["total_tokens"], r["total_cost"]) for r in rows]
+
+    async def transactions(self, user_id: int, page_size: int, before_id: int) -> list[asyncpg.Record]:
+        page_size = min(max(page_size or 50, 1), 500)
+        return list(await self._pool.fetch(queries.LIST_TRANSACTIONS, user_id, before_id, page_size))
+
+    async def reconcile(self) -> list[Difference]:
+        """Every account whose cached balance, holds or purchases differ from the ledger's re-derivation."""
+        rows = await self._pool.fetch(queries.RECONCILE)
+        return [Difference(**dict(r)) for r in rows]

@@ -1,0 +1,165 @@
+"""The Billing gRPC servicer: protobuf ⇄ repository. Amounts cross the wire as decimal strings."""
+
+from __future__ import annotations
+
+import grpc
+
+from common.money import from_wire, to_wire
+from protos import billing_pb2, billing_pb2_grpc
+from services.billing.errors import InvalidBillingRequest, InvalidCredits
+from services.billing.repository import Balance, BillingRepository, SettleResult, UsageRecord
+
+
+def balance_message(balance: Balance) -> billing_pb2.Balance:
+    return billing_pb2.Balance(
+        user_id=balance.user_id,
+        available=to_wire(balance.available),
+        held=to_wire(balance.held),
+        total_credits_purchased=to_wire(balance.total_credits_purchased),
+        unlimited=balance.unlimited,
+    )
+
+
+def usage_record(usage: billing_pb2.Usage) -> UsageRecord:
+    try:
+        provider_cost = from_wire(usage.provider_cost)
+    except ArithmeticError as exc:
+        raise InvalidCredits("provider_cost is not a decimal") from exc
+    if usage.input_tokens < 0 or usage.output_tokens < 0 or provider_cost < 0:
+        raise InvalidBillingRequest("token counts and costs must not be negative")
+    return UsageRecord(
+        endpoint=usage.endpoint,
+        method=usage.method or "POST",
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        model=usage.model,
+        project_path=usage.project_path,
+        request_id=usage.request_id,
+        latency_ms=usage.latency_ms,
+        error_message=usage.error_message,
+        provider_cost=provider_cost,
+    )
+
+
+def settle_message(result: SettleResult) -> billing_pb2.SettleResponse:
+    return billing_pb2.SettleResponse(
+        outcome=result.outcome, charged=to_wire(result.charged), balance=balance_message(result.balance)
+    )
+
+
+def _user_id(value: int) -> int:
+    if value <= 0:
+        raise InvalidBillingRequest("user_id must be positive")
+    return value
+
+
+class BillingServicer(billing_pb2_grpc.BillingServicer):
+    def __init__(self, repository: BillingRepository) -> None:
+        self._repo = repository
+
+    async def OpenAccount(
+        self, request: billing_pb2.OpenAccountRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Balance:
+        return balance_message(await self._repo.open_account(_user_id(request.user_id), request.unlimited))
+
+    async def GetBalance(self, request: billing_pb2.UserRef, context: grpc.aio.ServicerContext) -> billing_pb2.Balance:
+        return balance_message(await self._repo.balance(_user_id(request.user_id)))
+
+    async def Grant(
+        self, request: billing_pb2.GrantRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.GrantResponse:
+        result = await self._repo.grant(
+            _user_id(request.user_id),
+            request.credits,
+            transaction_type=request.transaction_type or "grant",
+            notes=request.notes,
+            created_by=request.created_by,
+            idempotency_key=request.idempotency_key,
+        )
+        return billing_pb2.GrantResponse(
+            transaction_id=result.transaction_id, balance=balance_message(result.balance), replayed=result.replayed
+        )
+
+    async def Reserve(
+        self, request: billing_pb2.ReserveRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ReserveResponse:
+        result = await self._repo.reserve(
+            request.hold_id,
+            _user_id(request.user_id),
+            request.amount,
+            ttl_seconds=request.ttl_seconds,
+            endpoint=request.endpoint,
+            request_id=request.request_id,
+        )
+        return billing_pb2.ReserveResponse(
+            ok=result.ok,
+            available=to_wire(result.available),
+            required=to_wire(result.required),
+            unlimited=result.unlimited,
+        )
+
+    async def Commit(
+        self, request: billing_pb2.CommitRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.SettleResponse:
+        result = await self._repo.commit(request.hold_id, request.amount or "0", usage_record(request.usage))
+        return settle_message(result)
+
+    async def Release(
+        self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.SettleResponse:
+        return settle_message(await self._repo.release(request.hold_id, usage_record(request.usage)))
+
+    async def UsageStats(
+        self, request: billing_pb2.UserRef, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.UsageStatsResponse:
+        stats = await self._repo.usage_stats(_user_id(request.user_id))
+        return billing_pb2.UsageStatsResponse(
+            balance=balance_message(stats.balance),
+            total_requests=stats.total_requests,
+            total_tokens=stats.total_tokens,
+            total_cost=to_wire(stats.total_cost),
+            successful_requests=stats.successful_requests,
+            avg_tokens_per_request=stats.avg_tokens_per_request,
+            recent_usage=[
+                billing_pb2.EndpointUsage(endpoint=u.endpoint, count=u.count, total_cost=to_wire(u.total_cost))
+                for u in stats.recent_usage
+            ],
+        )
+
+    async def ListTransactions(
+        self, request: billing_pb2.ListTransactionsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListTransactionsResponse:
+        if request.page_size < 0 or request.before_id < 0:
+            raise InvalidBillingRequest("page_size and before_id must not be negative")
+        page_size = min(request.page_size or 50, 500)
+        rows = await self._repo.transactions(_user_id(request.user_id), page_size, request.before_id)
+        items = [
+            billing_pb2.Transaction(
+                id=r["id"],
+                transaction_type=r["transaction_type"],
+                credits_amount=to_wire(r["credits_amount"]),
+                balance_after=to_wire(r["balance_after"]),
+                notes=r["notes"] or "",
+                created_by=r["created_by"] or "",
+                hold_id=str(r["hold_id"]) if r["hold_id"] else "",
+                created_at=r["created_at"].isoformat(),
+            )
+            for r in rows
+        ]
+        next_before = rows[-1]["id"] if len(rows) == page_size else 0
+        return billing_pb2.ListTransactionsResponse(transactions=items, next_before_id=next_before)
+
+    async def UsageTotals(
+        self, request: billing_pb2.UsageTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.UsageTotalsResponse:
+        if len(request.user_ids) > 500:
+            raise InvalidBillingRequest("at most 500 user ids")
+        totals = await self._repo.usage_totals(list(request.user_ids))
+        return billing_pb2.UsageTotalsResponse(
+            totals=[
+                billing_pb2.UserTotals(
+                    balance=balance_message(b), total_requests=n, total_tokens=t, total_cost=to_wire(c)
+                )
+                for b, n, t, c in totals
+            ]
+        )
