@@ -11,8 +11,8 @@ PostgreSQL daemonizes, so the caller must call `stop()` on exit; `EmbeddedPostgr
 
 from __future__ import annotations
 
-import json
 import importlib.util
+import json
 import logging
 import os
 import pwd
@@ -84,7 +84,9 @@ class EmbeddedPostgres:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> str:

@@ -11,7 +11,7 @@ from edge.clients import ServiceClients
 from edge.errors import install_error_handlers
 from edge.json import DecimalJSONResponse
 from edge.key_cache import KeyCache
-from edge.routes import admin, health, me
+from edge.routes import admin, generate, health, me, projects
 from edge.settings import EdgeSettings
 
 
@@ -38,11 +38,6 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(me.router)
-    try:
-        from edge.routes import generate, projects
-    except ImportError:  # the generation routes arrive with the generation service
-        pass
-    else:
-        app.include_router(generate.router)
-        app.include_router(projects.router)
+    app.include_router(generate.router)
+    app.include_router(projects.router)
     return app

@@ -24,6 +24,7 @@ class ApiError(Exception):
 
     def __init__(self, status: int, error: str, message: str | None = None, **extra: Any) -> None:
         self.status = status
+        self.headers: dict[str, str] | None = None
         self.body: dict[str, Any] = {"error": error}
         if message is not None:
             self.body["message"] = message
@@ -71,7 +72,7 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> DecimalJSONResponse:
-        return DecimalJSONResponse(exc.body, status_code=exc.status)
+        return DecimalJSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> DecimalJSONResponse:

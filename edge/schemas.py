@@ -41,3 +41,58 @@ class GrantCreditsBody(StrictBody):
     credits: Annotated[Credits, Field(gt=0)]
     notes: Annotated[str, StringConstraints(max_length=1000)] = ""
     type: Literal["grant", "purchase", "refund"] = "grant"
+
+
+# -- generation ------------------------------------------------------------------------------------
+ProjectPath = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+ActKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class GenerationOptions(StrictBody):
+    """Optional on every generation call: a model from the allowlist and an output cap."""
+
+    model: ModelId | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=128_000)] | None = Field(None, alias="maxTokens")
+
+
+class StructureBody(GenerationOptions):
+    story_input: dict[str, Any] = Field(alias="storyInput")
+    template: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class CustomAct(StrictBody):
+    key: str
+    name: str
+    description: str = ""
+
+
+class CustomTemplate(StrictBody):
+    name: str = "Custom"
+    description: str = ""
+    acts: list[CustomAct]
+
+
+class StructureCustomBody(GenerationOptions):
+    story_input: dict[str, Any] = Field(alias="storyInput")
+    template: CustomTemplate = Field(alias="customTemplate")
+
+
+class PlotPointsBody(GenerationOptions):
+    desired_scene_count: Annotated[int, Field(ge=1, le=12)] | None = Field(None, alias="desiredSceneCount")
+
+
+class ScenesBody(GenerationOptions):
+    project_path: ProjectPath = Field(alias="projectPath")
+    act_key: ActKey | None = Field(None, alias="actKey")
+    desired_scene_count: Annotated[int, Field(ge=1, le=12)] | None = Field(None, alias="desiredSceneCount")
+
+
+class SceneBody(GenerationOptions):
+    pass
+
+
+class DialogueBody(GenerationOptions):
+    project_path: ProjectPath = Field(alias="projectPath")
+    structure_key: ActKey = Field(alias="structureKey")
+    scene_index: Annotated[int, Field(ge=0, le=10_000)] = Field(alias="sceneIndex")

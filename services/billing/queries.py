@@ -87,7 +87,7 @@ INSERT_USAGE = """
 INSERT INTO usage_logs
     (user_id, request_id, hold_id, endpoint, method, input_tokens, output_tokens, tokens_used, credits_cost,
      provider_cost, model_used, project_path, response_success, error_message, latency_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $6 + $7, $8, $9, $10, $11, $12, $13, $14)
+VALUES ($1, $2, $3, $4, $5, $6::int, $7::int, $6::int + $7::int, $8, $9, $10, $11, $12, $13, $14)
 """
 
 #: Pending holds past expiry. The window keeps the scan short; the first sweep after start-up

@@ -1,0 +1,154 @@
+"""The metered call, coordinated by the edge (TigerBeetle-style two-phase transfer around Claude):
+
+    Prepare (generation: validate input, bound the worst case; nothing held yet)
+    → Reserve max(endpoint minimum, worst case)      (billing: pending hold, or 402)
+    → Execute                                        (generation: Claude, validate, save)
+    → Commit actual cost | Release on any failure    (billing: post or void + usage row)
+
+Settlement calls are idempotent by hold id and retried through brief outages; if billing stays away
+the hold expires by itself (the sweeper voids it), so a fault never takes a user's credits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import grpc
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from common.money import for_json, from_wire, to_wire
+from edge.clients import ServiceClients
+from edge.errors import ApiError, from_grpc
+from edge.json import DecimalJSONResponse
+from edge.security import Caller
+from protos import billing_pb2, generation_pb2
+
+log = logging.getLogger(__name__)
+
+#: Claude failures → HTTP status for the caller.
+FAILURE_STATUS = {"rate_limited": 503, "overloaded": 503, "timeout": 504, "upstream_error": 502,
+                  "invalid_output": 502}
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.status in (503, 504)
+
+
+async def _settle(clients: ServiceClients, method: Any, request: Any) -> billing_pb2.SettleResponse:
+    """Commit or Release, retried through a brief billing outage (idempotent by hold id)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(_retryable), stop=stop_after_attempt(5),
+        wait=wait_exponential(multiplier=0.1, max=2), reraise=True,
+    ):
+        with attempt:
+            result: billing_pb2.SettleResponse = await clients.call("billing", method, request)
+            return result
+    raise AssertionError("unreachable")
+
+
+def _usage(endpoint: str, request_id: str, started: float, *, project_path: str = "", model: str = "",
+           input_tokens: int = 0, output_tokens: int = 0, error: str = "",
+           provider_cost: Decimal | None = None) -> billing_pb2.Usage:
+    return billing_pb2.Usage(
+        endpoint=endpoint, method="POST", input_tokens=input_tokens, output_tokens=output_tokens, model=model,
+        project_path=project_path, request_id=request_id, latency_ms=int((time.monotonic() - started) * 1000),
+        error_message=error[:1000], provider_cost=to_wire(provider_cost) if provider_cost else "",
+    )
+
+
+async def run_metered(
+    clients: ServiceClients,
+    caller: Caller,
+    endpoint: str,
+    minimum: Decimal,
+    gen_request: generation_pb2.GenerateRequest,
+    generation_timeout: float,
+) -> DecimalJSONResponse:
+    started = time.monotonic()
+    request_id = f"req_{uuid.uuid4().hex}"
+    gen_request.user_id = caller.id
+    gen_request.request_id = request_id
+
+    prepared = await clients.call("generation", clients.generation.Prepare, gen_request)
+    required = max(minimum, from_wire(prepared.max_cost))
+    hold_id = str(uuid.uuid4())
+    reserved = await clients.call(
+        "billing", clients.billing.Reserve,
+        billing_pb2.ReserveRequest(hold_id=hold_id, user_id=caller.id, amount=to_wire(required), endpoint=endpoint,
+                                   request_id=request_id),
+    )
+    if not reserved.ok:
+        raise ApiError(402, "Insufficient credits", remaining=from_wire(reserved.available), required=required,
+                       message="Please purchase more credits to continue")
+
+    async def release(usage: billing_pb2.Usage) -> None:
+        try:
+            await _settle(clients, clients.billing.Release, billing_pb2.ReleaseRequest(hold_id=hold_id, usage=usage))
+        except ApiError:
+            log.error("release of hold %s failed; the sweeper will expire it", hold_id)
+
+    try:
+        executed = await clients.generation.Execute(gen_request, timeout=generation_timeout)
+    except grpc.aio.AioRpcError as exc:
+        error = from_grpc(exc, "generation")
+        await asyncio.shield(release(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
+                                            model=prepared.model, error=f"{error.body['error']}: {exc.code().name}")))
+        raise error from exc
+    except BaseException:
+        await asyncio.shield(release(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
+                                            model=prepared.model, error="request aborted")))
+        raise
+
+    if not executed.ok:
+        provider_cost = from_wire(executed.cost)
+        await asyncio.shield(release(_usage(
+            endpoint, request_id, started, project_path=executed.project_path or gen_request.project_path,
+            model=executed.model, input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,
+            error=f"{executed.error_type}: {executed.error_message}", provider_cost=provider_cost,
+        )))
+        headers = {"Retry-After": str(executed.retry_after_seconds)} if executed.retry_after_seconds else None
+        error = ApiError(FAILURE_STATUS.get(executed.error_type, 502), "Generation failed",
+                         f"{executed.error_message}. No credits were charged.", type=executed.error_type,
+                         requestId=request_id)
+        error.headers = headers
+        raise error
+
+    cost = from_wire(executed.cost)
+    charge = min(cost, required)
+    if charge < cost:
+        log.warning("hold %s: actual cost %s exceeds the hold %s; charging the hold", hold_id, cost, required)
+    try:
+        settled = await asyncio.shield(_settle(
+            clients, clients.billing.Commit,
+            billing_pb2.CommitRequest(hold_id=hold_id, amount=to_wire(charge), usage=_usage(
+                endpoint, request_id, started, project_path=executed.project_path, model=executed.model,
+                input_tokens=executed.input_tokens, output_tokens=executed.output_tokens)),
+        ))
+    except ApiError as exc:
+        raise ApiError(503, "Billing unavailable",
+                       "Your result was saved in the project and you have not been charged; please retry later",
+                       projectPath=executed.project_path, requestId=request_id) from exc
+
+    balance = settled.balance
+    charged = from_wire(settled.charged)
+    remaining: Decimal | None = None if balance.unlimited else from_wire(balance.available)
+    body: dict[str, Any] = json.loads(executed.result_json)
+    body["usage"] = {
+        "input_tokens": executed.input_tokens,
+        "output_tokens": executed.output_tokens,
+        "model": executed.model,
+        "credits_charged": charged,
+        "credits_remaining": remaining,
+    }
+    body["requestId"] = request_id
+    return DecimalJSONResponse(body, headers={
+        "X-Credits-Charged": str(for_json(charged)),
+        "X-Credits-Remaining": "unlimited" if remaining is None else str(for_json(remaining)),
+        "X-Request-ID": request_id,
+    })

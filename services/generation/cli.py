@@ -1,0 +1,66 @@
+"""Generation operator CLI (`fsg-generation`): serve, list models and templates, export a project."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+
+from common.db import create_pool
+from common.dsn import resolve_dsn
+from services.generation import export
+from services.generation.pricing import PriceTable
+from services.generation.repository import ProjectRepository
+from services.generation.settings import GenerationSettings
+from services.generation.templates import TemplateStore
+
+app = typer.Typer(help="Generation service: Claude calls, templates and projects.", no_args_is_help=True)
+
+
+@app.command()
+def serve() -> None:
+    """Run the Generation gRPC server."""
+    from services.generation.server import main
+
+    main()
+
+
+@app.command()
+def models() -> None:
+    """The model allowlist with prices (USD per million input / output tokens)."""
+    table = PriceTable.load()
+    for m in table.models.values():
+        mark = " (default)" if m.id == table.default else ""
+        typer.echo(f"{m.id}\t${m.input_usd_per_mtok} / ${m.output_usd_per_mtok}{mark}")
+
+
+@app.command()
+def templates() -> None:
+    """The story templates and their acts."""
+    for t in TemplateStore().list():
+        typer.echo(f"{t.id}\t{t.name}\t{', '.join(a.key for a in t.acts)}")
+
+
+@app.command("export")
+def export_project(user_id: int, project_path: str, fmt: str = typer.Option("fountain", "--format")) -> None:
+    """Print a user's project as fountain, text or json."""
+
+    async def go() -> dict:  # type: ignore[type-arg]
+        pool = await create_pool(resolve_dsn(GenerationSettings()), min_size=1, max_size=1)
+        try:
+            return await ProjectRepository(pool).get(user_id, project_path)
+        finally:
+            await pool.close()
+
+    project = asyncio.run(go())
+    if fmt == "fountain":
+        typer.echo(export.to_fountain(project))
+    elif fmt == "text":
+        typer.echo(export.to_text(project))
+    else:
+        typer.echo(json.dumps(export.to_json(project), indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,58 @@
+"""Generation domain errors.
+
+    DomainError (common.errors)
+    ├── InvalidGenerationInput   INVALID_ARGUMENT  malformed body, story input, custom template, sizes
+    │   └── UnknownModel         INVALID_ARGUMENT  a model off the allowlist
+    ├── ProjectNotFound          NOT_FOUND         unknown project, or another user's
+    ├── ActNotFound              NOT_FOUND
+    ├── SceneNotFound            NOT_FOUND
+    ├── TemplateNotFound         NOT_FOUND
+    ├── MissingPrerequisite      FAILED_PRECONDITION  e.g. dialogue before scenes exist
+    └── ProjectPathTaken         ALREADY_EXISTS    (astronomically unlikely random collision)
+
+A failed call to Claude is not an exception here: Execute answers ok=false with the provider's usage,
+so the edge can void the hold and still log what the provider consumed.
+"""
+
+import grpc
+
+from common.errors import DomainError
+
+
+class InvalidGenerationInput(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    message = "Invalid generation input"
+
+
+class UnknownModel(InvalidGenerationInput):
+    message = "Unknown model"
+
+
+class ProjectNotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+    message = "Project not found"
+
+
+class ActNotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+    message = "Act not found"
+
+
+class SceneNotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+    message = "Scene not found"
+
+
+class TemplateNotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+    message = "Template not found"
+
+
+class MissingPrerequisite(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    message = "Missing prerequisite"
+
+
+class ProjectPathTaken(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    message = "Project path already exists"

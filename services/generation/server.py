@@ -1,0 +1,65 @@
+"""Runs the Generation gRPC server: `python -m services.generation.server` (or `fsg-generation serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health
+
+from common.db import apply_migrations, create_pool
+from common.grpc_server import create_server as create_grpc_server
+from common.grpc_server import serve_until_signalled
+from common.logging import setup_logging
+from protos import generation_pb2, generation_pb2_grpc
+from services.generation.claude import ClaudeClient
+from services.generation.planner import Planner
+from services.generation.pricing import PriceTable
+from services.generation.repository import ProjectRepository
+from services.generation.servicer import GenerationServicer
+from services.generation.settings import GenerationSettings
+from services.generation.templates import TemplateStore
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["Generation"].full_name
+
+
+def create_server(
+    servicer: GenerationServicer, address: str
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    return create_grpc_server(
+        lambda server: generation_pb2_grpc.add_GenerationServicer_to_server(servicer, server), [SERVICE_NAME], address
+    )
+
+
+async def run(settings: GenerationSettings) -> None:
+    if settings.anthropic_api_key is None:
+        raise SystemExit("ANTHROPIC_API_KEY is not set (`make run` starts the local simulator when it is unset)")
+    pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn, settings.migrations_dir)
+    claude = ClaudeClient(
+        api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url,
+        timeout=settings.anthropic_timeout_seconds, max_retries=settings.anthropic_max_retries,
+    )
+    planner = Planner(PriceTable.load(), TemplateStore(), ProjectRepository(pool), settings.max_tokens_cap)
+    servicer = GenerationServicer(planner, claude, simulated=settings.simulated)
+    server, port, health_servicer = create_server(servicer, settings.address)
+    if settings.simulated:
+        log.warning("*** SIMULATED CLAUDE: calls go to the local simulator at %s ***", settings.anthropic_base_url)
+    log.info("generation gRPC listening on %s:%d", settings.host, port)
+    try:
+        await serve_until_signalled(server, health_servicer, [SERVICE_NAME], pool)
+    finally:
+        await claude.close()
+
+
+def main() -> None:
+    settings = GenerationSettings()
+    setup_logging("generation", settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

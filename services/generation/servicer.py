@@ -1,0 +1,161 @@
+"""The Generation gRPC servicer: templates, projects, export, and the two-step metered call."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import grpc
+
+from common.money import ZERO, to_wire
+from protos import generation_pb2, generation_pb2_grpc
+from services.generation import export
+from services.generation.claude import ClaudeClient
+from services.generation.errors import InvalidGenerationInput, TemplateNotFound
+from services.generation.planner import Planner
+from services.generation.prompts import SYSTEM
+from services.generation.templates import InvalidTemplateId, TemplateError
+from services.generation.tools import InvalidOutput
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = {
+    "fountain": ("text/plain; charset=utf-8", "fountain"),
+    "text": ("text/plain; charset=utf-8", "txt"),
+    "json": ("application/json", "json"),
+}
+
+
+class GenerationServicer(generation_pb2_grpc.GenerationServicer):
+    def __init__(self, planner: Planner, claude: ClaudeClient, *, simulated: bool) -> None:
+        self._planner = planner
+        self._claude = claude
+        self._simulated = simulated
+
+    async def Prepare(
+        self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.PrepareResponse:
+        plan = await self._planner.plan(request)
+        return generation_pb2.PrepareResponse(
+            model=plan.price.id, max_tokens=plan.max_tokens, input_tokens_bound=plan.input_tokens_bound,
+            max_cost=to_wire(plan.max_cost),
+        )
+
+    async def Execute(
+        self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.ExecuteResponse:
+        plan = await self._planner.plan(request)
+        headers = {"x-sim-fault": request.simulator_fault} if self._simulated and request.simulator_fault else None
+        reply = await self._claude.call(
+            model=plan.price.id, max_tokens=plan.max_tokens, system=SYSTEM, prompt=plan.prompt, tool=plan.tool,
+            extra_headers=headers,
+        )
+        cost = plan.price.cost(reply.input_tokens, reply.output_tokens) if reply.ok else ZERO
+        response = generation_pb2.ExecuteResponse(
+            model=plan.price.id, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+            cost=to_wire(cost), provider_request_id=reply.request_id,
+            project_path=plan.project["project_path"] if plan.project else "",
+        )
+        if not reply.ok:
+            log.warning("claude call failed: %s (%s)", reply.error_type, reply.error_message)
+            response.ok = False
+            response.error_type = reply.error_type
+            response.error_message = reply.error_message
+            response.retry_after_seconds = reply.retry_after_seconds
+            return response
+        try:
+            result = await self._planner.save(plan, request.user_id, reply.tool_input, reply.text)
+        except InvalidOutput as exc:
+            log.warning("claude output rejected: %s", exc)
+            response.ok = False
+            response.error_type = "invalid_output"
+            response.error_message = str(exc)
+            return response
+        response.ok = True
+        response.result_json = json.dumps(result, ensure_ascii=False)
+        response.project_path = result["projectPath"]
+        return response
+
+    async def ListTemplates(
+        self, request: generation_pb2.ListTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.ListTemplatesResponse:
+        return generation_pb2.ListTemplatesResponse(
+            templates=[_template_message(t.model_dump()) for t in self._planner.templates.list()]
+        )
+
+    async def GetTemplate(
+        self, request: generation_pb2.GetTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.Template:
+        try:
+            template = self._planner.templates.get(request.id)
+        except InvalidTemplateId as exc:
+            raise InvalidGenerationInput("Invalid template id") from exc
+        except TemplateError as exc:
+            raise TemplateNotFound() from exc
+        return _template_message(template.model_dump())
+
+    async def ListProjects(
+        self, request: generation_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.ListProjectsResponse:
+        rows = await self._planner.projects.list(request.user_id)
+        return generation_pb2.ListProjectsResponse(
+            projects=[
+                generation_pb2.ProjectSummary(
+                    project_path=r["project_path"], title=r["title"], template_id=r["template_id"] or "",
+                    created_at=r["created_at"].isoformat(), updated_at=r["updated_at"].isoformat(),
+                )
+                for r in rows
+            ]
+        )
+
+    async def GetProject(
+        self, request: generation_pb2.ProjectRef, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.ProjectDocument:
+        project = await self._planner.projects.get(request.user_id, request.project_path)
+        return generation_pb2.ProjectDocument(project_json=json.dumps(project, ensure_ascii=False))
+
+    async def DeleteProject(
+        self, request: generation_pb2.ProjectRef, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.DeleteProjectResponse:
+        await self._planner.projects.delete(request.user_id, request.project_path)
+        return generation_pb2.DeleteProjectResponse(deleted=True)
+
+    async def ExportProject(
+        self, request: generation_pb2.ExportRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.ExportResponse:
+        if request.format not in EXPORT_FORMATS:
+            raise InvalidGenerationInput("format must be one of fountain, text, json")
+        project = await self._planner.projects.get(request.user_id, request.project_path)
+        content_type, extension = EXPORT_FORMATS[request.format]
+        if request.format == "fountain":
+            content = export.to_fountain(project)
+        elif request.format == "text":
+            content = export.to_text(project)
+        else:
+            content = json.dumps(export.to_json(project), ensure_ascii=False, indent=2)
+        return generation_pb2.ExportResponse(
+            content=content, content_type=content_type, filename=f"{project['project_path']}.{extension}"
+        )
+
+    async def ListModels(
+        self, request: generation_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.ListModelsResponse:
+        prices = self._planner.prices
+        return generation_pb2.ListModelsResponse(
+            models=[
+                generation_pb2.ModelPrice(
+                    id=m.id, input_usd_per_mtok=str(m.input_usd_per_mtok),
+                    output_usd_per_mtok=str(m.output_usd_per_mtok), is_default=m.id == prices.default,
+                )
+                for m in prices.models.values()
+            ]
+        )
+
+
+def _template_message(t: dict[str, Any]) -> generation_pb2.Template:
+    return generation_pb2.Template(
+        id=t["id"], name=t["name"], description=t.get("description", ""),
+        acts=[generation_pb2.TemplateAct(key=a["key"], name=a["name"], description=a.get("description", ""))
+              for a in t["acts"]],
+    )

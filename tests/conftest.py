@@ -1,0 +1,60 @@
+"""Shared fixtures: one real stack per test session (its own ports and data), and clients for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import httpx
+import pytest
+
+from tests.helpers import UserFactory
+from tests.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("stack")).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.edge_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def admin_headers(stack: Stack) -> dict[str, str]:
+    return {"X-API-Key": stack.admin_key}
+
+
+@pytest.fixture(scope="session")
+def users(client: httpx.Client, admin_headers: dict[str, str]) -> UserFactory:
+    return UserFactory(client, admin_headers)
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def grpc_channel(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[grpc.aio.Channel]:
+    service = getattr(request, "param", "billing")
+    async with grpc.aio.insecure_channel(stack.addr(service)) as channel:
+        yield channel
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep whole-stack restarts (fault tests) last so they don't slow other tests' retries."""
+    items.sort(key=lambda item: Path(str(item.fspath)).name == "test_faults.py")

@@ -1,0 +1,140 @@
+"""The whole system, for tests: embedded PostgreSQL, the simulator, the three gRPC services and the
+edge, each a real process on its own free port, with data in a temporary directory.
+
+Nothing of ours is mocked: tests talk HTTP to the edge, gRPC to the services and SQL to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from common.settings import REPO_ROOT
+from devstack.bootstrap import bootstrap
+from devstack.embedded_pg import EmbeddedPostgres
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    dsn: str = ""
+    admin_key: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    postgres: EmbeddedPostgres | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['edge']}"
+
+    def addr(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def start(self) -> Stack:
+        self.postgres = EmbeddedPostgres(self.data_dir, free_port())
+        self.dsn = self.postgres.start()
+        result = asyncio.run(bootstrap(self.dsn, REPO_ROOT / "migrations", "admin", "admin@example.test"))
+        assert result.admin_key is not None
+        self.admin_key = result.admin_key
+        self.ports = {name: free_port() for name in ("simulator", "auth", "billing", "generation", "edge")}
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.dsn,
+            "DATA_DIR": str(self.data_dir),
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+            "SIM_PORT": str(self.ports["simulator"]),
+            "AUTH_PORT": str(self.ports["auth"]),
+            "BILLING_PORT": str(self.ports["billing"]),
+            "GENERATION_PORT": str(self.ports["generation"]),
+            "PORT": str(self.ports["edge"]),
+            "AUTH_ADDR": self.addr("auth"),
+            "BILLING_ADDR": self.addr("billing"),
+            "GENERATION_ADDR": self.addr("generation"),
+            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self.ports['simulator']}",
+            "ANTHROPIC_API_KEY": "simulator",
+            "GENERATION_SIMULATED": "1",
+            # Faults must resolve quickly in tests: no SDK retries, a short per-call timeout.
+            "GENERATION_ANTHROPIC_TIMEOUT_SECONDS": "2",
+            "GENERATION_ANTHROPIC_MAX_RETRIES": "0",
+            "BILLING_SWEEP_INTERVAL_SECONDS": "0.5",
+            "DB_POOL_MAX": "20",
+        }
+        commands = {
+            "simulator": [sys.executable, "-m", "simulator"],
+            "auth": [sys.executable, "-m", "services.auth.server"],
+            "billing": [sys.executable, "-m", "services.billing.server"],
+            "generation": [sys.executable, "-m", "services.generation.server"],
+            "edge": [sys.executable, "-m", "edge"],
+        }
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for name, command in commands.items():
+            self.start_process(name, command, logs)
+        self.wait_ready()
+        return self
+
+    def start_process(self, name: str, command: list[str], logs: Path) -> None:
+        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process for its lifetime
+        self.processes[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log)
+        log.close()
+
+    def restart(self, name: str) -> None:
+        """Stop and start one service (fault tests)."""
+        self.stop_process(name)
+        command = {"auth": "services.auth.server", "billing": "services.billing.server",
+                   "generation": "services.generation.server", "simulator": "simulator", "edge": "edge"}[name]
+        self.start_process(name, [sys.executable, "-m", command], self.data_dir / "logs")
+        self.wait_ready()
+
+    def stop_process(self, name: str) -> None:
+        proc = self.processes.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited early: {self.log(name)[-3000:]}")
+            try:
+                response = httpx.get(f"{self.edge_url}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise RuntimeError(f"stack not ready: {last}")
+
+    def log(self, name: str) -> str:
+        path = self.data_dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.stop_process(name)
+        if self.postgres is not None:
+            self.postgres.stop()
