@@ -73,8 +73,8 @@ def _context(project: dict[str, Any], up_to_act: str | None) -> str:
 def structure_prompt(story_input: dict[str, Any], template: dict[str, Any]) -> str:
     return (
         f"{_story_block(story_input)}\n\n{_template_block(template)}\n\n"
-        "Develop this story into the template's structure. For each act, in order, give the act's key, a "
-        "title for what happens in it (name) and a paragraph describing its events (description)."
+        "Develop this story into the template's structure. For each act, keyed by its key, give a title "
+        "for what happens in it (name) and a paragraph describing its events (description)."
     )
 
 

@@ -36,29 +36,25 @@ SCENE_SCHEMA: dict[str, Any] = {
 
 
 def structure_tool(act_keys: list[str]) -> dict[str, Any]:
+    """One property per act key, all required: the schema itself says "each act exactly once"."""
+    act = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200,
+                     "description": "A title for what happens in this act"},
+            "description": {"type": "string", "minLength": 1, "maxLength": 4000,
+                            "description": "A paragraph describing the act's events"},
+        },
+        "required": ["name", "description"],
+        "additionalProperties": False,
+    }
     return {
         "name": "record_structure",
-        "description": "Record the story's structure: one entry per act of the template, in order.",
+        "description": "Record the story's structure: one entry per act of the template, keyed by act key.",
         "input_schema": {
             "type": "object",
-            "properties": {
-                "acts": {
-                    "type": "array",
-                    "minItems": len(act_keys),
-                    "maxItems": len(act_keys),
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "key": {"type": "string", "enum": act_keys},
-                            "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                            "description": {"type": "string", "minLength": 1, "maxLength": 4000},
-                        },
-                        "required": ["key", "name", "description"],
-                        "additionalProperties": False,
-                    },
-                }
-            },
-            "required": ["acts"],
+            "properties": {key: act for key in act_keys},
+            "required": act_keys,
             "additionalProperties": False,
         },
     }
@@ -125,13 +121,8 @@ class Scene(_Strict):
 
 
 class _Act(_Strict):
-    key: str
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(min_length=1, max_length=4000)
-
-
-class _Structure(_Strict):
-    acts: list[_Act]
 
 
 class _PlotPoints(_Strict):
@@ -148,12 +139,15 @@ def _parse(model: type[BaseModel], data: Any) -> Any:
 
 
 def validate_structure(data: Any, act_keys: list[str]) -> dict[str, dict[str, str]]:
-    parsed: _Structure = _parse(_Structure, data)
-    keys = [a.key for a in parsed.acts]
-    if sorted(keys) != sorted(act_keys) or len(set(keys)) != len(keys):
+    if not isinstance(data, dict) or sorted(data) != sorted(act_keys):
         raise InvalidOutput("model output does not cover each act exactly once")
-    by_key = {a.key: a for a in parsed.acts}
-    return {k: {"name": by_key[k].name, "description": by_key[k].description} for k in act_keys}
+    result: dict[str, dict[str, str]] = {}
+    for key in act_keys:
+        act: _Act = _parse(_Act, data[key])
+        if not act.name.strip() or not act.description.strip():
+            raise InvalidOutput(f"model output has a blank name or description for act {key}")
+        result[key] = {"name": act.name.strip(), "description": act.description.strip()}
+    return result
 
 
 def validate_plot_points(data: Any, count: int | None) -> list[str]:
