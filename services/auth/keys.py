@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 
-KEY_PATTERN = re.compile(r"^(user|admin)_[0-9a-f]{64}$")
+KEY_PATTERN = re.compile(r"(user|admin)_[0-9a-f]{64}")
 DISPLAY_PREFIX_LEN = 12
 
 
@@ -31,4 +31,4 @@ def display_prefix(key: str) -> str:
 
 def looks_like_key(key: str) -> bool:
     """Cheap format check, so malformed keys never reach the database."""
-    return bool(KEY_PATTERN.match(key))
+    return KEY_PATTERN.fullmatch(key) is not None

@@ -42,9 +42,9 @@ class UserRecord:
 def validate_new_user(username: str, email: str) -> tuple[str, str]:
     """Normalise and check a new user's username and email (the edge checks too; this is the authority)."""
     username, email = username.strip(), email.strip()
-    if not USERNAME_PATTERN.match(username):
+    if not USERNAME_PATTERN.fullmatch(username):
         raise InvalidUserInput("username must be 3-64 characters: letters, digits, '_', '.', '-'")
-    if len(email) > 254 or not EMAIL_PATTERN.match(email):
+    if len(email) > 254 or not EMAIL_PATTERN.fullmatch(email):
         raise InvalidUserInput("email is not a valid address")
     return username, email
 
