@@ -1,0 +1,105 @@
+"""`fsg run` (what `make run` calls) as a user meets it: it prints the masked DATABASE_URL and the guide's
+admin lines, serves the guide's endpoints, stops every process and PostgreSQL on SIGTERM/Ctrl-C, and a
+second run on the same data keeps every user and credit."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from devstack.embedded_pg import EmbeddedPostgres
+from tests.stack import free_port
+
+
+class Run:
+    def __init__(self, data_dir: Path, ports: dict[str, int]) -> None:
+        env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
+               "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
+               "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]), "LOG_LEVEL": "WARNING"}
+        for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+            env.pop(name, None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "devstack.cli", "run"], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.url = f"http://127.0.0.1:{ports['edge']}"
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "\n".join(self.lines)
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("not ready:\n" + "\n".join(self.lines))
+
+    def stop(self, sig: int) -> int:
+        """Signal the launcher; every process it started must be gone afterwards."""
+        children = psutil.Process(self.proc.pid).children(recursive=True)
+        self.proc.send_signal(sig)
+        code = self.proc.wait(60)
+        self.reader.join(5)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"left running: {alive}"
+        return code
+
+
+def test_make_run_end_to_end(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim")}
+    first = Run(tmp_path, ports)
+    try:
+        first.wait_ready()
+        output = "\n".join(first.lines)
+        url_line = next(line for line in first.lines if line.startswith("DATABASE_URL="))
+        assert re.fullmatch(rf"DATABASE_URL=postgresql://postgres:\*\*\*\*@127\.0\.0\.1:{ports['pg']}/filmscript",
+                            url_line)
+        match = re.search(r"^✅ Admin user created with API key: (admin_[0-9a-f]{64})$", output, re.M)
+        assert match, output
+        assert "   Save this API key securely - it won't be shown again!" in first.lines
+        admin = {"X-API-Key": match.group(1)}
+        assert "SIMULATOR" in output.upper()
+        created = httpx.post(f"{first.url}/api/admin/create-user", headers=admin,
+                             json={"username": "johndoe", "email": "john@example.com", "initialCredits": 100})
+        assert created.status_code == 201, created.text
+        user_key = created.json()["user"]["api_key"]
+        structure = httpx.post(f"{first.url}/api/generate-structure", headers={"X-API-Key": user_key}, timeout=30,
+                               json={"storyInput": {"title": "Night Train"}, "template": "hero-journey"})
+        assert structure.status_code == 200, structure.text
+        remaining = structure.json()["usage"]["credits_remaining"]
+    finally:
+        first.stop(signal.SIGTERM)
+    assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
+    assert match.group(1) not in "\n".join(first.lines[first.lines.index(match.group(0)) + 1:])
+
+    second = Run(tmp_path, ports)
+    try:
+        second.wait_ready()
+        output = "\n".join(second.lines)
+        assert "Admin user created" not in output and "admin_" not in output
+        assert "exists" in output
+        stats = httpx.get(f"{second.url}/api/my-stats", headers={"X-API-Key": user_key})
+        assert stats.status_code == 200 and stats.json()["user"]["credits_remaining"] == remaining
+        assert stats.json()["usage"]["total_requests"] == 1
+    finally:
+        second.stop(signal.SIGINT)
+    assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
