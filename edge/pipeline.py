@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common.money import for_json, from_wire, to_wire
 from edge.clients import ServiceClients
@@ -41,9 +41,10 @@ def _retryable(exc: BaseException) -> bool:
 
 
 async def _settle(clients: ServiceClients, method: Any, request: Any) -> billing_pb2.SettleResponse:
-    """Commit or Release, retried through a brief billing outage (idempotent by hold id)."""
+    """Commit or Release, retried through a billing outage (idempotent by hold id, so a retry after a
+    lost answer cannot settle twice)."""
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception(_retryable), stop=stop_after_attempt(5),
+        retry=retry_if_exception(_retryable), stop=stop_after_delay(clients.settings.settle_retry_seconds),
         wait=wait_exponential(multiplier=0.1, max=2), reraise=True,
     ):
         with attempt:

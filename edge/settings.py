@@ -24,6 +24,9 @@ class EdgeSettings(CommonSettings):
     rpc_timeout_seconds: float = Field(5.0, gt=0)
     #: Deadline for a whole Claude call through the generation service.
     generation_timeout_seconds: float = Field(180.0, gt=0)
+    #: How long the edge keeps retrying a Commit/Release while billing is unreachable before giving up
+    #: (then the hold expires by itself and the user is not charged).
+    settle_retry_seconds: float = Field(20.0, ge=0)
     #: How long a validated key is trusted without asking auth again. 0 = ask every time.
     #: Revocation (rotate, disable) is pushed by auth and evicts at once, so this only bounds staleness
     #: if that push is lost.

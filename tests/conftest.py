@@ -57,4 +57,4 @@ async def grpc_channel(stack: Stack, request: pytest.FixtureRequest) -> AsyncIte
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep whole-stack restarts (fault tests) last so they don't slow other tests' retries."""
-    items.sort(key=lambda item: Path(str(item.fspath)).name == "test_faults.py")
+    items.sort(key=lambda item: "faults" in Path(str(item.fspath)).name)

@@ -12,6 +12,8 @@ import httpx
 
 @dataclass(frozen=True)
 class TestUser:
+    __test__ = False  # a factory product, not a test class
+
     id: int
     username: str
     email: str

@@ -96,8 +96,9 @@ class Stack:
         log.close()
 
     def restart(self, name: str) -> None:
-        """Stop and start one service (fault tests)."""
-        self.stop_process(name)
+        """(Stop and) start one service (fault tests)."""
+        if name in self.processes:
+            self.stop_process(name)
         command = {"auth": "services.auth.server", "billing": "services.billing.server",
                    "generation": "services.generation.server", "simulator": "simulator", "edge": "edge"}[name]
         self.start_process(name, [sys.executable, "-m", command], self.data_dir / "logs")

@@ -1,0 +1,142 @@
+"""Faults between the edge and the database: a service or PostgreSQL going away loses no credits and no
+usage record, and the caller gets a clear JSON 5xx. These restart real processes, so they run last."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+
+from services.billing.repository import BillingRepository
+from tests.helpers import TestUser, UserFactory
+from tests.stack import Stack
+
+
+def _project(client: httpx.Client, user: TestUser) -> str:
+    response = client.post("/api/generate-structure", headers=user.headers,
+                           json={"storyInput": {"title": "Fault Lines"}, "template": "three-act"})
+    assert response.status_code == 200, response.text
+    return str(response.json()["projectPath"])
+
+
+async def _reconciled(stack: Stack, user_id: int) -> bool:
+    pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=1)
+    try:
+        return all(d.user_id != user_id for d in await BillingRepository(pool).reconcile())
+    finally:
+        await pool.close()
+
+
+def _held(stats: dict[str, Any]) -> Decimal:
+    return Decimal(str(stats["user"]["credits_held"]))
+
+
+async def test_billing_down_before_the_hold_holds_nothing(stack: Stack, client: httpx.Client,
+                                                          users: UserFactory, db: asyncpg.Connection) -> None:
+    user = users.create(credits=50)
+    path = _project(client, user)
+    balance = users.balance(user)
+    stack.stop_process("billing")
+    try:
+        response = client.post(f"/api/generate-scene/{path}/setup", headers=user.headers)
+        assert response.status_code == 503
+        assert response.json()["error"] == "Service unavailable"
+        assert client.get("/readyz").status_code == 503
+    finally:
+        stack.restart("billing")
+    assert users.balance(user) == balance
+    assert await db.fetchval("SELECT count(*) FROM usage_logs WHERE user_id = $1", user.id) == 1
+    assert await _reconciled(stack, user.id)
+
+
+async def test_billing_restart_during_a_call_still_settles_exactly_once(
+    stack: Stack, client: httpx.Client, users: UserFactory, db: asyncpg.Connection
+) -> None:
+    user = users.create(credits=50)
+    path = _project(client, user)
+    balance = users.balance(user)
+    result: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        result["response"] = client.post(f"/api/generate-scene/{path}/setup",
+                                         headers={**user.headers, "X-Sim-Fault": "slow:1500"})
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    time.sleep(0.7)  # the hold is placed and Claude is "thinking"
+    stack.stop_process("billing")
+    time.sleep(1.5)  # Claude answers while billing is away: the edge keeps retrying the commit
+    stack.restart("billing")
+    worker.join(60)
+    response = result["response"]
+    assert response.status_code == 200, response.text
+    charged = Decimal(response.headers["X-Credits-Charged"])
+    assert charged > 0
+    assert users.balance(user) == balance - charged
+    assert _held(users.stats(user)) == 0
+    rows = await db.fetch("SELECT credits_cost, response_success FROM usage_logs WHERE user_id = $1 "
+                          "AND endpoint = '/api/generate-scene'", user.id)
+    assert [(r["credits_cost"], r["response_success"]) for r in rows] == [(charged, True)]
+    assert await _reconciled(stack, user.id)
+
+
+async def test_generation_dies_mid_call_releases_the_hold(
+    stack: Stack, client: httpx.Client, users: UserFactory, db: asyncpg.Connection
+) -> None:
+    user = users.create(credits=50)
+    path = _project(client, user)
+    balance = users.balance(user)
+    result: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        result["response"] = client.post(f"/api/generate-scene/{path}/setup",
+                                         headers={**user.headers, "X-Sim-Fault": "slow:3000"})
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    time.sleep(1.0)
+    stack.processes["generation"].kill()  # no graceful drain: the call is lost mid-flight
+    stack.processes["generation"].wait()
+    worker.join(60)
+    stack.restart("generation")
+    response = result["response"]
+    assert response.status_code in (502, 503), response.text
+    assert "error" in response.json()
+    assert users.balance(user) == balance and _held(users.stats(user)) == 0
+    failed = await db.fetchval("SELECT count(*) FROM usage_logs WHERE user_id = $1 AND NOT response_success",
+                               user.id)
+    assert failed == 1
+    assert await _reconciled(stack, user.id)
+
+
+async def test_database_outage_is_a_clean_503_and_recovers(
+    stack: Stack, client: httpx.Client, users: UserFactory
+) -> None:
+    user = users.create(credits=50)
+    path = _project(client, user)
+    balance = users.balance(user)
+    assert stack.postgres is not None
+    stack.postgres.stop()
+    try:
+        response = client.post(f"/api/generate-scene/{path}/setup", headers=user.headers)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "Service unavailable"
+        stats = client.get("/api/my-stats", headers=user.headers)
+        assert stats.status_code == 503
+    finally:
+        stack.postgres.start()
+    stack.wait_ready()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        response = client.post(f"/api/generate-scene/{path}/setup", headers=user.headers)
+        if response.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert response.status_code == 200, response.text
+    charged = Decimal(response.headers["X-Credits-Charged"])
+    assert users.balance(user) == balance - charged
+    assert await _reconciled(stack, user.id)
