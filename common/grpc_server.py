@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import asyncpg
 import grpc
@@ -89,7 +90,7 @@ async def serve_until_signalled(
     health_servicer: health.aio.HealthServicer,
     names: Sequence[str],
     pool: asyncpg.Pool,
-    background: Sequence[Callable[[], Awaitable[None]]] = (),
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     grace: float = 5.0,
 ) -> None:
     """Start, serve until SIGTERM/SIGINT, then drain: NOT_SERVING, stop(grace), cancel background work."""

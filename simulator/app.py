@@ -7,6 +7,7 @@ precomputed headers and cached fault parsing; no middleware.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -91,10 +92,8 @@ class Simulator:
             await asyncio.sleep(self.latency_s)
         if fault is not NO_FAULT:
             if fault.hang:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_wait_for_disconnect(request), HANG_SECONDS)
-                except TimeoutError:
-                    pass
                 return error_response(504, "api_error", "hang fault: gave up waiting (simulated)", request_id)
             if fault.error is not None:
                 status, error_type, message = ERROR_FAULTS[fault.error]

@@ -38,7 +38,7 @@ MINIMUMS = {
 }
 
 
-def _request(kind: int, options: GenerationOptions | None, fault: str | None, **fields: object) -> (
+def _request(kind: generation_pb2.Kind, options: GenerationOptions | None, fault: str | None, **fields: object) -> (
     generation_pb2.GenerateRequest
 ):
     return generation_pb2.GenerateRequest(

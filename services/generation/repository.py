@@ -94,7 +94,8 @@ class ProjectRepository:
         """Append atomically (two concurrent calls both land); returns the new scene's index."""
         index = await self._pool.fetchval(
             """UPDATE projects
-               SET scenes = jsonb_set(scenes, ARRAY[$3], COALESCE(scenes->$3, '[]'::jsonb) || jsonb_build_array($4::jsonb)),
+               SET scenes = jsonb_set(scenes, ARRAY[$3],
+                                      COALESCE(scenes->$3, '[]'::jsonb) || jsonb_build_array($4::jsonb)),
                    updated_at = now()
                WHERE project_path = $1 AND user_id = $2
                RETURNING jsonb_array_length(scenes->$3) - 1""",

@@ -59,7 +59,7 @@ class Run:
         self.reader.join(5)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
-        gone, alive = psutil.wait_procs(children, timeout=15)
+        _gone, alive = psutil.wait_procs(children, timeout=15)
         assert not alive, f"left running: {alive}"
         return code
 

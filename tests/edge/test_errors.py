@@ -108,7 +108,7 @@ def test_fractional_credits_are_exact(client: httpx.Client, admin_headers: dict[
     for _ in range(3):
         response = client.post("/api/admin/grant-credits",
                                headers={**admin_headers, "Content-Type": "application/json"},
-                               content='{"username": "%s", "credits": 0.1}' % user.username)
+                               content=f'{{"username": "{user.username}", "credits": 0.1}}')
         assert response.status_code == 200
     assert users.balance(user) == Decimal("0.3")
     assert '"credits_remaining":0.3' in client.get("/api/my-stats", headers=user.headers).text

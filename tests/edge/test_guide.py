@@ -22,7 +22,7 @@ def test_managing_users_and_credits_as_in_the_guide(client: httpx.Client, admin_
     created = client.post(
         "/api/admin/create-user",
         headers={**admin_headers, "Content-Type": "application/json"},
-        content='{"username": "%s", "email": "%s@example.com", "initialCredits": 100}' % (name, name),
+        content=f'{{"username": "{name}", "email": "{name}@example.com", "initialCredits": 100}}',
     )
     assert created.status_code == 201
     body = created.json()
