@@ -92,8 +92,10 @@ async def serve_until_signalled(
     pool: asyncpg.Pool,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     grace: float = 5.0,
+    draining: Sequence[Callable[[], None]] = (),
 ) -> None:
-    """Start, serve until SIGTERM/SIGINT, then drain: NOT_SERVING, stop(grace), cancel background work."""
+    """Start, serve until SIGTERM/SIGINT, then drain: NOT_SERVING, end long-lived streams (`draining`),
+    stop(grace), cancel background work."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -105,6 +107,8 @@ async def serve_until_signalled(
     await stop.wait()
     log.info("stopping: draining for up to %.1fs", grace)
     await set_health(health_servicer, names, NOT_SERVING)
+    for hook in draining:
+        hook()
     await server.stop(grace)
     for task in tasks:
         task.cancel()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +13,7 @@ from fastapi import FastAPI
 from edge.clients import ServiceClients
 from edge.errors import install_error_handlers
 from edge.json import DecimalJSONResponse
-from edge.key_cache import KeyCache
+from edge.key_cache import KeyCache, follow_revocations
 from edge.routes import admin, generate, health, me, projects
 from edge.settings import EdgeSettings
 
@@ -23,9 +26,13 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         app.state.clients = ServiceClients(settings)
         app.state.key_cache = KeyCache(settings.key_cache_seconds)
         app.state.settings = settings
+        watcher = asyncio.create_task(follow_revocations(app.state.key_cache, app.state.clients.auth))
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await app.state.clients.close()
 
     app = FastAPI(

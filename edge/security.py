@@ -31,11 +31,12 @@ async def current_user(request: Request) -> Caller:
     cache = request.app.state.key_cache
     caller = cache.get(key)
     if caller is None:
+        generation = cache.generation
         reply = await clients.call("auth", clients.auth.ValidateKey, auth_pb2.ValidateKeyRequest(api_key=key))
         if not reply.valid:
             raise INVALID_API_KEY
         caller = Caller(id=reply.user.id, username=reply.user.username, is_admin=reply.user.is_admin)
-        cache.put(key, caller)
+        cache.put(key, caller, generation)
     request.state.caller = caller
     return caller
 

@@ -27,8 +27,7 @@ class EdgeSettings(CommonSettings):
     #: How long the edge keeps retrying a Commit/Release while billing is unreachable before giving up
     #: (then the hold expires by itself and the user is not charged).
     settle_retry_seconds: float = Field(20.0, ge=0)
-    #: How long a validated key is trusted without asking auth again. 0 = ask every time.
-    #: Revocation (rotate, disable) is pushed by auth and evicts at once, so this only bounds staleness
-    #: if that push is lost.
-    key_cache_seconds: float = Field(0.0, ge=0)
+    #: Cache validated keys this long, only while auth's revocation stream is live (rotations and
+    #: disables evict at once). 0 = ask auth on every request.
+    key_cache_seconds: float = Field(60.0, ge=0)
     workers: int = Field(1, ge=1)

@@ -19,6 +19,9 @@ async def healthz() -> DecimalJSONResponse:
 async def readyz(request: Request) -> DecimalJSONResponse:
     services = await request.app.state.clients.health()
     ready = all(status == "SERVING" for status in services.values())
+    cache = request.app.state.key_cache
+    key_cache = "live" if cache.enabled else ("off" if cache.ttl <= 0 else "bypassed")
     return DecimalJSONResponse(
-        {"status": "ready" if ready else "not ready", "services": services}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not ready", "services": services, "key_cache": key_cache},
+        status_code=200 if ready else 503,
     )

@@ -31,3 +31,7 @@ FIRST_ADMIN = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE is_admin ORDER BY
 
 #: Serialises admin bootstrap across processes starting together.
 BOOTSTRAP_LOCK = "SELECT pg_advisory_xact_lock(x'46534702'::int)"
+
+#: Channel on which every key revocation is announced (delivered when the revoking transaction commits).
+REVOCATION_CHANNEL = "fsg_key_revoked"
+NOTIFY_REVOKED = "SELECT pg_notify('fsg_key_revoked', $1::text)"

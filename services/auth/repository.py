@@ -95,15 +95,20 @@ class AuthRepository:
         """A new key replaces the old hash in one statement: the old key stops working at once."""
         current = await self.get_user(user_id=user_id)
         key = keys.new_key(current.is_admin)
-        row = await self._pool.fetchrow(queries.ROTATE_KEY, user_id, keys.key_hash(key), keys.display_prefix(key))
-        if row is None:
-            raise UserNotFound()
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(queries.ROTATE_KEY, user_id, keys.key_hash(key), keys.display_prefix(key))
+            if row is None:
+                raise UserNotFound()
+            await conn.execute(queries.NOTIFY_REVOKED, str(user_id))
         return UserRecord.from_row(row), key
 
     async def set_disabled(self, user_id: int, disabled: bool) -> UserRecord:
-        row = await self._pool.fetchrow(queries.SET_DISABLED, user_id, disabled)
-        if row is None:
-            raise UserNotFound()
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(queries.SET_DISABLED, user_id, disabled)
+            if row is None:
+                raise UserNotFound()
+            if disabled:
+                await conn.execute(queries.NOTIFY_REVOKED, str(user_id))
         return UserRecord.from_row(row)
 
     async def ensure_admin(self, username: str = "admin", email: str = "admin@localhost.localdomain") -> tuple[

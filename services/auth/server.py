@@ -14,6 +14,7 @@ from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
 from protos import auth_pb2, auth_pb2_grpc
 from services.auth.repository import AuthRepository
+from services.auth.revocations import RevocationHub
 from services.auth.servicer import AuthServicer
 from services.auth.settings import AuthSettings
 
@@ -21,9 +22,11 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
 
 
-def create_server(repository: AuthRepository, address: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+def create_server(
+    repository: AuthRepository, address: str, revocations: RevocationHub | None = None
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The auth server, not yet started, and its bound port (tests bind port 0)."""
-    servicer = AuthServicer(repository)
+    servicer = AuthServicer(repository, revocations)
     return create_grpc_server(
         lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server), [SERVICE_NAME], address
     )
@@ -33,9 +36,12 @@ async def run(settings: AuthSettings) -> None:
     pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     async with pool.acquire() as conn:
         await apply_migrations(conn, settings.migrations_dir)
-    server, port, health_servicer = create_server(AuthRepository(pool), settings.address)
+    revocations = RevocationHub(settings.dsn())
+    server, port, health_servicer = create_server(AuthRepository(pool), settings.address, revocations)
     log.info("auth gRPC listening on %s:%d", settings.host, port)
-    await serve_until_signalled(server, health_servicer, [SERVICE_NAME], pool)
+    await serve_until_signalled(
+        server, health_servicer, [SERVICE_NAME], pool, background=[revocations.run], draining=[revocations.close]
+    )
 
 
 def main() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import grpc
 
 from protos import auth_pb2, auth_pb2_grpc
 from services.auth.errors import InvalidUserInput
 from services.auth.repository import AuthRepository, UserRecord
+from services.auth.revocations import CLOSED, RevocationHub
 
 
 def user_message(user: UserRecord) -> auth_pb2.User:
@@ -22,8 +26,9 @@ def user_message(user: UserRecord) -> auth_pb2.User:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServicer):
-    def __init__(self, repository: AuthRepository) -> None:
+    def __init__(self, repository: AuthRepository, revocations: RevocationHub | None = None) -> None:
         self._repo = repository
+        self._revocations = revocations
 
     async def _resolve(self, request: auth_pb2.GetUserRequest) -> UserRecord:
         which = request.WhichOneof("ref")
@@ -74,3 +79,24 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
     async def EnableUser(self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> auth_pb2.User:
         user = await self._resolve(request)
         return user_message(await self._repo.set_disabled(user.id, False))
+
+    async def WatchRevocations(
+        self, request: auth_pb2.WatchRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[auth_pb2.Revocation]:
+        if self._revocations is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "revocation streaming is off")
+            return
+        queue = self._revocations.subscribe()
+        try:
+            try:
+                await asyncio.wait_for(self._revocations.wait_live(), 10)
+            except TimeoutError:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "revocation listener is not connected")
+            yield auth_pb2.Revocation(user_id=0)  # live: from here on no revocation is missed
+            while True:
+                user_id = await queue.get()
+                if user_id == CLOSED:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "revocation listener lost")
+                yield auth_pb2.Revocation(user_id=user_id)
+        finally:
+            self._revocations.unsubscribe(queue)

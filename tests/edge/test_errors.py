@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 
@@ -9,6 +11,7 @@ import httpx
 import pytest
 
 from tests.helpers import UserFactory
+from tests.stack import Stack
 
 
 def _name() -> str:
@@ -184,3 +187,21 @@ def test_health_endpoints(client: httpx.Client) -> None:
 def test_unknown_route_is_json_404(client: httpx.Client) -> None:
     response = client.get("/api/nope")
     assert response.status_code == 404 and response.json() == {"error": "Not found"}
+
+
+def test_cli_rotation_and_disable_reach_a_cached_edge_at_once(
+    stack: Stack, client: httpx.Client, admin_headers: dict[str, str], users: UserFactory
+) -> None:
+    assert client.get("/readyz").json()["key_cache"] == "live"
+    user = users.create(credits=3)
+    assert client.get("/api/my-stats", headers=user.headers).status_code == 200  # now cached
+    env = {**stack.env}
+    out = subprocess.run([sys.executable, "-m", "services.auth.cli", "rotate-key", user.username], env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    new_key = out.strip().rsplit(" ", 1)[-1]
+    # The CLI wrote straight to the database; auth's NOTIFY listener pushes the revocation to the edge.
+    assert client.get("/api/my-stats", headers=user.headers).status_code == 401
+    assert client.get("/api/my-stats", headers={"X-API-Key": new_key}).status_code == 200
+    subprocess.run([sys.executable, "-m", "services.auth.cli", "disable", user.username], env=env,
+                   capture_output=True, text=True, timeout=60, check=True)
+    assert client.get("/api/my-stats", headers={"X-API-Key": new_key}).status_code == 401
