@@ -65,7 +65,7 @@ class RevocationHub:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self._dsn)
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())  # type: ignore[misc]
                 await conn.add_listener(REVOCATION_CHANNEL, self._on_notify)
                 self._live.set()
                 try:
