@@ -129,7 +129,9 @@ async def run_metered(
             clients, clients.billing.Commit,
             billing_pb2.CommitRequest(hold_id=hold_id, amount=to_wire(charge), usage=_usage(
                 endpoint, request_id, started, project_path=executed.project_path, model=executed.model,
-                input_tokens=executed.input_tokens, output_tokens=executed.output_tokens)),
+                input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,
+                # What the provider cost us when it exceeded the hold (the user pays at most the hold).
+                provider_cost=cost if charge < cost else None)),
         ))
     except ApiError as exc:
         raise ApiError(503, "Billing unavailable",

@@ -74,7 +74,7 @@ class UsageRecord:
     model: str = ""
     project_path: str = ""
     request_id: str = ""
-    latency_ms: int = 0
+    latency_ms: int | None = None
     error_message: str = ""
     provider_cost: Decimal = ZERO
 
@@ -220,18 +220,26 @@ class BillingRepository:
         hid = _hold_id(hold_id)
         value = _amount(amount)
         ttl = ttl_seconds if ttl_seconds > 0 else self._default_ttl
-        try:
-            row = await self._pool.fetchrow(queries.RESERVE, hid, user_id, value, float(ttl), endpoint, request_id)
-        except asyncpg.UniqueViolationError:
-            row = None  # the hold id exists: fall through to the replay below
-        if row is not None:
-            return ReserveResult(ok=True, available=row["available"], required=value, unlimited=row["unlimited"])
-        existing = await self._pool.fetchrow(queries.HOLD, hid)
-        balance = await self.balance(user_id)
-        if existing is not None:
-            if existing["user_id"] != user_id or existing["amount"] != value:
-                raise IdempotencyConflict("hold_id already used for a different hold")
-            return ReserveResult(ok=True, available=balance.available, required=value, unlimited=balance.unlimited)
+        for _ in range(3):
+            try:
+                row = await self._pool.fetchrow(
+                    queries.RESERVE, hid, user_id, value, float(ttl), endpoint, request_id
+                )
+            except asyncpg.UniqueViolationError:
+                row = None  # the hold id exists: fall through to the replay below
+            if row is not None:
+                return ReserveResult(ok=True, available=row["available"], required=value, unlimited=row["unlimited"])
+            existing = await self._pool.fetchrow(queries.HOLD, hid)
+            balance = await self.balance(user_id)
+            if existing is not None:
+                if existing["user_id"] != user_id or existing["amount"] != value:
+                    raise IdempotencyConflict("hold_id already used for a different hold")
+                return ReserveResult(
+                    ok=True, available=balance.available, required=value, unlimited=balance.unlimited
+                )
+            if balance.available < value:
+                break
+            # Another hold was released between the refusal and this read: the hold may fit now.
         return ReserveResult(ok=False, available=balance.available, required=value, unlimited=balance.unlimited)
 
     async def commit(self, hold_id: str, amount: str | Decimal, usage: UsageRecord) -> SettleResult:
@@ -277,7 +285,7 @@ class BillingRepository:
                 queries.INSERT_USAGE, user_id, usage.request_id or hold["request_id"], hid,
                 usage.endpoint or hold["endpoint"], usage.method or "POST", usage.input_tokens, usage.output_tokens,
                 charge, usage.provider_cost, usage.model or None, usage.project_path or None, success,
-                None if success else (usage.error_message or outcome), usage.latency_ms or None,
+                None if success else (usage.error_message or outcome), usage.latency_ms,
             )
             balance = Balance(
                 user_id=user_id, available=moved["after"], held=moved["held"],

@@ -100,6 +100,17 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         stats = httpx.get(f"{second.url}/api/my-stats", headers={"X-API-Key": user_key})
         assert stats.status_code == 200 and stats.json()["user"]["credits_remaining"] == remaining
         assert stats.json()["usage"]["total_requests"] == 1
+        # Operator commands find the embedded database by themselves (no DATABASE_URL in their env).
+        operator_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DATA_DIR": str(tmp_path)}
+        reconcile = subprocess.run([sys.executable, "-m", "services.billing.cli", "reconcile"], env=operator_env,
+                                   capture_output=True, text=True, timeout=60)
+        assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+        rotated = subprocess.run([sys.executable, "-m", "services.auth.cli", "rotate-admin-key"], env=operator_env,
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+        new_admin = re.search(r"(admin_[0-9a-f]{64})", rotated)
+        assert new_admin and new_admin.group(1) != admin["X-API-Key"]
+        assert httpx.get(f"{second.url}/api/admin/users", headers=admin).status_code == 401
+        assert httpx.get(f"{second.url}/api/admin/users", headers={"X-API-Key": new_admin.group(1)}).status_code == 200
     finally:
         second.stop(signal.SIGINT)
     assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()

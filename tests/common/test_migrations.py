@@ -1,0 +1,54 @@
+"""Migrations: each applied once, in order, recorded; safe when several processes start together;
+an edited migration is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from common.db import apply_migrations, migrate, migration_files
+from common.settings import REPO_ROOT
+from tests.stack import Stack
+
+MIGRATIONS = REPO_ROOT / "migrations"
+
+
+@pytest.fixture
+async def fresh_dsn(stack: Stack, db: asyncpg.Connection) -> AsyncIterator[str]:
+    name = f"mig_{uuid.uuid4().hex[:10]}"
+    await db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield stack.dsn.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_concurrent_starts_apply_each_migration_once(fresh_dsn: str) -> None:
+    results = await asyncio.gather(*[migrate(fresh_dsn, MIGRATIONS) for _ in range(4)])
+    applied = [version for result in results for version in result]
+    expected = [p.stem for p in migration_files(MIGRATIONS)]
+    assert sorted(applied) == sorted(expected)  # all applied, none twice
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY applied_at, version")
+        assert [r["version"] for r in rows] == expected
+        assert await apply_migrations(conn, MIGRATIONS) == []
+    finally:
+        await conn.close()
+
+
+async def test_an_edited_migration_is_refused(fresh_dsn: str, tmp_path: Path) -> None:
+    copy = tmp_path / "migrations"
+    copy.mkdir()
+    for path in migration_files(MIGRATIONS):
+        (copy / path.name).write_text(path.read_text())
+    await migrate(fresh_dsn, copy)
+    first = migration_files(copy)[0]
+    first.write_text(first.read_text() + "\n-- edited\n")
+    with pytest.raises(RuntimeError, match="changed after it was applied"):
+        await migrate(fresh_dsn, copy)
