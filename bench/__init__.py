@@ -1,0 +1,1 @@
+"""`make bench` (`python -m bench`): edge vs direct-to-simulator throughput and latency. See README.md."""
