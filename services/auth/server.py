@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
+import uvloop
 from grpc_health.v1 import health
 
 from common.db import apply_migrations, create_pool
@@ -47,7 +47,7 @@ async def run(settings: AuthSettings) -> None:
 def main() -> None:
     settings = AuthSettings()
     setup_logging("auth", settings.log_level)
-    asyncio.run(run(settings))
+    uvloop.run(run(settings))
 
 
 if __name__ == "__main__":

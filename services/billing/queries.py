@@ -58,37 +58,14 @@ WITH acct AS (
 SELECT available, unlimited FROM acct
 """
 
-HOLD_FOR_UPDATE = """
-SELECT h.id, h.user_id, h.amount, h.endpoint, h.request_id, h.expires_at,
-       r.outcome, r.amount AS resolved_amount
-FROM credit_holds h
-LEFT JOIN credit_hold_resolutions r ON r.hold_id = h.id
-WHERE h.id = $1
-FOR UPDATE OF h
-"""
-
 HOLD = """
 SELECT h.id, h.user_id, h.amount, r.outcome, r.amount AS resolved_amount
 FROM credit_holds h LEFT JOIN credit_hold_resolutions r ON r.hold_id = h.id
 WHERE h.id = $1
 """
 
-#: Settle a hold against its account: $2 = hold amount returns from held, $3 = charge leaves available.
-SETTLE_ACCOUNT = """
-UPDATE credit_accounts
-SET held = held - $2, available = available + $2 - $3, updated_at = now()
-WHERE user_id = $1
-RETURNING available - $2 + $3 AS before, available AS after, held, total_credits_purchased, unlimited
-"""
-
-INSERT_RESOLUTION = "INSERT INTO credit_hold_resolutions (hold_id, outcome, amount) VALUES ($1, $2, $3)"
-
-INSERT_USAGE = """
-INSERT INTO usage_logs
-    (user_id, request_id, hold_id, endpoint, method, input_tokens, output_tokens, tokens_used, credits_cost,
-     provider_cost, model_used, project_path, response_success, error_message, latency_ms)
-VALUES ($1, $2, $3, $4, $5, $6::int, $7::int, $6::int + $7::int, $8, $9, $10, $11, $12, $13, $14)
-"""
+#: Post, void or expire a hold in one round trip (migrations/0005_billing_settle_function.sql).
+SETTLE = "SELECT * FROM billing_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 
 #: Pending holds past expiry. The window keeps the scan short; the first sweep after start-up
 #: passes a wide window to catch anything left while the service was down.

@@ -256,42 +256,23 @@ class BillingRepository:
         )
 
     async def _settle(self, hid: uuid.UUID, outcome: str, charge: Decimal, usage: UsageRecord) -> SettleResult:
-        async with self._pool.acquire() as conn, conn.transaction():
-            hold = await conn.fetchrow(queries.HOLD_FOR_UPDATE, hid)
-            if hold is None:
-                raise HoldNotFound()
-            if hold["outcome"] is not None:
-                previous = hold["outcome"]
-                named = {"posted": "already_posted", "voided": "already_voided", "expired": "expired"}[previous]
-                balance = Balance.from_row(await conn.fetchrow(queries.BALANCE, hold["user_id"]))
-                return SettleResult(outcome=named, charged=hold["resolved_amount"], balance=balance)
-            if charge > hold["amount"]:
-                raise ExceedsPendingAmount()
-            user_id = hold["user_id"]
-            moved = await conn.fetchrow(queries.SETTLE_ACCOUNT, user_id, hold["amount"], charge)
-            await conn.execute(queries.INSERT_RESOLUTION, hid, outcome, charge)
-            released_to = moved["before"] + hold["amount"]
-            await conn.execute(
-                queries.INSERT_TRANSACTION, user_id, "release", hold["amount"], moved["before"], released_to,
-                hid, None, None, None,
+        try:
+            row = await self._pool.fetchrow(
+                queries.SETTLE, hid, outcome, charge, usage.request_id, usage.endpoint, usage.method,
+                usage.input_tokens, usage.output_tokens, usage.provider_cost, usage.model, usage.project_path,
+                usage.error_message, usage.latency_ms,
             )
-            if charge > 0:
-                await conn.execute(
-                    queries.INSERT_TRANSACTION, user_id, "usage", -charge, released_to, moved["after"],
-                    hid, None, None, None,
-                )
-            success = outcome == "posted"
-            await conn.execute(
-                queries.INSERT_USAGE, user_id, usage.request_id or hold["request_id"], hid,
-                usage.endpoint or hold["endpoint"], usage.method or "POST", usage.input_tokens, usage.output_tokens,
-                charge, usage.provider_cost, usage.model or None, usage.project_path or None, success,
-                None if success else (usage.error_message or outcome), usage.latency_ms,
-            )
-            balance = Balance(
-                user_id=user_id, available=moved["after"], held=moved["held"],
-                total_credits_purchased=moved["total_credits_purchased"], unlimited=moved["unlimited"],
-            )
-            return SettleResult(outcome=outcome, charged=charge, balance=balance)
+        except asyncpg.RaiseError as exc:
+            if "exceeds_pending_amount" in str(exc):
+                raise ExceedsPendingAmount() from exc
+            if "hold_not_found" in str(exc):
+                raise HoldNotFound() from exc
+            raise
+        balance = Balance(
+            user_id=row["account_user_id"], available=row["account_available"], held=row["account_held"],
+            total_credits_purchased=row["account_purchased"], unlimited=row["account_unlimited"],
+        )
+        return SettleResult(outcome=row["settled_outcome"], charged=row["settled_charge"], balance=balance)
 
     async def sweep_expired(self, window_seconds: float, limit: int = 200) -> int:
         """Expire pending holds past their deadline; returns how many this call resolved."""

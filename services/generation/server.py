@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
+import uvloop
 from grpc_health.v1 import health
 
 from common.db import apply_migrations, create_pool
@@ -58,7 +58,7 @@ async def run(settings: GenerationSettings) -> None:
 def main() -> None:
     settings = GenerationSettings()
     setup_logging("generation", settings.log_level)
-    asyncio.run(run(settings))
+    uvloop.run(run(settings))
 
 
 if __name__ == "__main__":

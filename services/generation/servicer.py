@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import OrderedDict
 from typing import Any
 
 import grpc
@@ -13,7 +15,7 @@ from protos import generation_pb2, generation_pb2_grpc
 from services.generation import export
 from services.generation.claude import ClaudeClient
 from services.generation.errors import InvalidGenerationInput, TemplateNotFound
-from services.generation.planner import Planner
+from services.generation.planner import Plan, Planner
 from services.generation.prompts import SYSTEM
 from services.generation.templates import InvalidTemplateId, TemplateError
 from services.generation.tools import InvalidOutput
@@ -32,11 +34,13 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self._planner = planner
         self._claude = claude
         self._simulated = simulated
+        self._prepared = PreparedPlans()
 
     async def Prepare(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.PrepareResponse:
         plan = await self._planner.plan(request)
+        self._prepared.put(request, plan)
         return generation_pb2.PrepareResponse(
             model=plan.price.id, max_tokens=plan.max_tokens, input_tokens_bound=plan.input_tokens_bound,
             max_cost=to_wire(plan.max_cost),
@@ -45,7 +49,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     async def Execute(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.ExecuteResponse:
-        plan = await self._planner.plan(request)
+        # The plan Prepare made (and the edge held credits for), else plan again (another replica, expired).
+        plan = self._prepared.pop(request) or await self._planner.plan(request)
         headers = {"x-sim-fault": request.simulator_fault} if self._simulated and request.simulator_fault else None
         reply = await self._claude.call(
             model=plan.price.id, max_tokens=plan.max_tokens, system=SYSTEM, prompt=plan.prompt, tool=plan.tool,
@@ -151,6 +156,36 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                 for m in prices.models.values()
             ]
         )
+
+
+class PreparedPlans:
+    """Plans made by Prepare, kept briefly for the Execute of the same request so it neither reads the
+    project nor builds the prompt again, and sends exactly the prompt whose worst case was held."""
+
+    def __init__(self, ttl_seconds: float = 300.0, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._plans: OrderedDict[tuple[str, int], tuple[float, bytes, Plan]] = OrderedDict()
+
+    @staticmethod
+    def _key(request: generation_pb2.GenerateRequest) -> tuple[tuple[str, int], bytes]:
+        fingerprint = request.SerializeToString(deterministic=True)
+        return (request.request_id, request.user_id), fingerprint
+
+    def put(self, request: generation_pb2.GenerateRequest, plan: Plan) -> None:
+        if not request.request_id:
+            return
+        key, fingerprint = self._key(request)
+        self._plans[key] = (time.monotonic() + self._ttl, fingerprint, plan)
+        while len(self._plans) > self._max:
+            self._plans.popitem(last=False)
+
+    def pop(self, request: generation_pb2.GenerateRequest) -> Plan | None:
+        key, fingerprint = self._key(request)
+        entry = self._plans.pop(key, None)
+        if entry is None or entry[0] < time.monotonic() or entry[1] != fingerprint:
+            return None
+        return entry[2]
 
 
 def _template_message(t: dict[str, Any]) -> generation_pb2.Template:
