@@ -81,9 +81,10 @@ class Edge:
     """generate-scene through the REST edge: auth → Prepare → Reserve → Execute (Claude) → Commit."""
 
     def __init__(self, base_url: str, api_key: str, concurrency: int, paths: list[str]) -> None:
-        self.client = httpx.AsyncClient(
+        # The same HTTP client library the direct path's SDK uses (httpx2), sized the same way.
+        self.client = httpx2.AsyncClient(
             base_url=base_url, headers={"X-API-Key": api_key}, timeout=60,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
         self.paths = paths
         self.input_tokens: list[int] = []
