@@ -81,8 +81,9 @@ class Edge:
     """generate-scene through the REST edge: auth → Prepare → Reserve → Execute (Claude) → Commit."""
 
     def __init__(self, base_url: str, api_key: str, concurrency: int, paths: list[str]) -> None:
-        # The same HTTP client library the direct path's SDK uses (httpx2), sized the same way.
-        self.client = httpx2.AsyncClient(
+        # The same HTTP client as the direct path and the generation service: the SDK's aiohttp-backed
+        # httpx2 client, sized the same way.
+        self.client = anthropic.DefaultAioHttpClient(
             base_url=base_url, headers={"X-API-Key": api_key}, timeout=60,
             limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
@@ -106,10 +107,10 @@ class Edge:
 
 class Direct:
     """The same Messages API requests the generation service sends, straight at the simulator with the
-    anthropic SDK (its default httpx2 transport, sized like the generation service's)."""
+    anthropic SDK configured as the generation service configures it (aiohttp transport)."""
 
     def __init__(self, base_url: str, concurrency: int, requests: list[dict[str, Any]]) -> None:
-        http_client = httpx2.AsyncClient(
+        http_client = anthropic.DefaultAioHttpClient(
             limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency), timeout=60,
         )
         self.client = anthropic.AsyncAnthropic(

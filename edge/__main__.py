@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from common.logging import RedactingFilter, setup_logging
@@ -11,7 +13,11 @@ from edge.settings import EdgeSettings
 def main() -> None:
     settings = EdgeSettings()
     setup_logging("edge", settings.log_level)
-    config = uvicorn.Config(
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).addFilter(RedactingFilter())
+    # uvicorn.run (not Server.run) so EDGE_WORKERS > 1 really starts worker processes; each worker keeps
+    # its own channels, key cache and revocation stream.
+    uvicorn.run(
         "edge.app:create_app",
         factory=True,
         host=settings.host,
@@ -23,11 +29,6 @@ def main() -> None:
         http="httptools",
         timeout_graceful_shutdown=10,
     )
-    import logging
-
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).addFilter(RedactingFilter())
-    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":
