@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,9 +72,23 @@ def process_env(settings: StackSettings, dsn: str, simulate: bool) -> dict[str, 
     return env
 
 
+def stop_with_parent() -> None:
+    """`make run` puts make between the operator and us; if make is killed (SIGTERM to its pid), we are
+    re-parented, so treat that as our own SIGTERM rather than run on orphaned."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 @app.command()
 def run() -> None:
     """Run everything in the foreground until Ctrl-C / SIGTERM."""
+    stop_with_parent()
     settings = StackSettings()
     simulate = settings.anthropic_api_key is None
     with database(settings) as dsn:
