@@ -1,8 +1,10 @@
+# One image for every process; docker-compose.yml picks the command per service.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml ./
 COPY . .
-RUN pip install --no-cache-dir . \
+# Editable install, so the code, migrations/ and the generated protos all resolve from /app.
+RUN pip install --no-cache-dir -e . \
  && python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. protos/*.proto
+ENV MIGRATIONS_DIR=/app/migrations PYTHONUNBUFFERED=1
 USER nobody
 EXPOSE 3000 50061 50062 50063
