@@ -17,16 +17,18 @@ import httpx
 import psutil
 
 from devstack.embedded_pg import EmbeddedPostgres
-from tests.stack import free_port
+from tests.stack import Stack, free_port
 
 
 class Run:
-    def __init__(self, data_dir: Path, ports: dict[str, int]) -> None:
+    def __init__(self, data_dir: Path, ports: dict[str, int], database_url: str | None = None) -> None:
         env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
                "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
                "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]), "LOG_LEVEL": "WARNING"}
         for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
             env.pop(name, None)
+        if database_url:
+            env["DATABASE_URL"] = database_url
         self.proc = subprocess.Popen([sys.executable, "-m", "devstack.cli", "run"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines: list[str] = []
@@ -114,3 +116,19 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
     finally:
         second.stop(signal.SIGINT)
     assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
+
+
+def test_make_run_uses_database_url_and_starts_no_postgres(tmp_path: Path, stack: Stack) -> None:
+    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim")}
+    run = Run(tmp_path, ports, database_url=stack.dsn)
+    try:
+        run.wait_ready()
+        output = "\n".join(run.lines)
+        assert "DATABASE_URL=postgresql://postgres:****@127.0.0.1:" in output
+        assert stack.dsn not in output  # the password never reaches the terminal
+        assert "exists" in output and "Admin user created" not in output
+        assert not (tmp_path / "postgres").exists()
+        assert httpx.get(f"{run.url}/api/admin/users", headers={"X-API-Key": stack.admin_key}).status_code == 200
+    finally:
+        run.stop(signal.SIGTERM)
+    assert stack.postgres is not None and stack.postgres.is_running()  # not ours to stop
