@@ -5,14 +5,12 @@ Keys printed here are shown once; nothing else ever prints them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import typer
 
-from common.db import create_pool
-from common.dsn import resolve_dsn
+from common.cli import run_with_repository
 from services.auth.repository import AuthRepository
 from services.auth.settings import AuthSettings
 
@@ -21,14 +19,7 @@ T = TypeVar("T")
 
 
 def _with_repo(action: Callable[[AuthRepository], Awaitable[T]]) -> T:
-    async def go() -> T:
-        pool = await create_pool(resolve_dsn(AuthSettings()), min_size=1, max_size=2)
-        try:
-            return await action(AuthRepository(pool))
-        finally:
-            await pool.close()
-
-    return asyncio.run(go())
+    return run_with_repository(AuthSettings(), AuthRepository, action)
 
 
 @app.command()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import typer
 
-from common.db import create_pool
-from common.dsn import resolve_dsn
+from common.cli import run_with_repository
 from common.money import for_json
 from services.billing.repository import BillingRepository
 from services.billing.settings import BillingSettings
@@ -20,14 +18,7 @@ T = TypeVar("T")
 
 
 def _with_repo(action: Callable[[BillingRepository], Awaitable[T]]) -> T:
-    async def go() -> T:
-        pool = await create_pool(resolve_dsn(BillingSettings()), min_size=1, max_size=2)
-        try:
-            return await action(BillingRepository(pool))
-        finally:
-            await pool.close()
-
-    return asyncio.run(go())
+    return run_with_repository(BillingSettings(), BillingRepository, action)
 
 
 @app.command()

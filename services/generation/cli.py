@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import typer
 
-from common.db import create_pool
-from common.dsn import resolve_dsn
+from common.cli import run_with_repository
 from services.generation import export
 from services.generation.pricing import PriceTable
 from services.generation.repository import ProjectRepository
@@ -46,14 +44,7 @@ def templates() -> None:
 def export_project(user_id: int, project_path: str, fmt: str = typer.Option("fountain", "--format")) -> None:
     """Print a user's project as fountain, text or json."""
 
-    async def go() -> dict:  # type: ignore[type-arg]
-        pool = await create_pool(resolve_dsn(GenerationSettings()), min_size=1, max_size=1)
-        try:
-            return await ProjectRepository(pool).get(user_id, project_path)
-        finally:
-            await pool.close()
-
-    project = asyncio.run(go())
+    project = run_with_repository(GenerationSettings(), ProjectRepository, lambda repo: repo.get(user_id, project_path))
     if fmt == "fountain":
         typer.echo(export.to_fountain(project))
     elif fmt == "text":
