@@ -13,6 +13,7 @@ from edge.clients import ServiceClients
 from edge.errors import install_error_handlers
 from edge.json import DecimalJSONResponse
 from edge.key_cache import KeyCache, follow_revocations
+from edge.metrics import metrics_endpoint
 from edge.routes import admin, generate, health, me, projects
 from edge.settings import EdgeSettings
 
@@ -41,6 +42,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(me.router)

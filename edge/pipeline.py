@@ -26,6 +26,7 @@ from common.money import for_json, from_wire, to_wire
 from edge.clients import ServiceClients
 from edge.errors import ApiError, from_grpc
 from edge.json import DecimalJSONResponse
+from edge.metrics import CREDITS_CHARGED, GENERATIONS, LATENCY, TOKENS
 from edge.security import Caller
 from protos import billing_pb2, generation_pb2
 
@@ -85,6 +86,9 @@ async def run_metered(
                                    request_id=request_id),
     )
     if not reserved.ok:
+        GENERATIONS.labels(endpoint, "insufficient_credits").inc()
+        log.info("user %d: insufficient credits for %s (required %s, available %s)", caller.id, endpoint,
+                 required, reserved.available)
         raise ApiError(402, "Insufficient credits", remaining=from_wire(reserved.available), required=required,
                        message="Please purchase more credits to continue")
 
@@ -97,6 +101,7 @@ async def run_metered(
     try:
         executed = await clients.generation.Execute(gen_request, timeout=generation_timeout)
     except grpc.aio.AioRpcError as exc:
+        GENERATIONS.labels(endpoint, "service_error").inc()
         error = from_grpc(exc, "generation")
         await asyncio.shield(release(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
                                             model=prepared.model, error=f"{error.body['error']}: {exc.code().name}")))
@@ -107,6 +112,7 @@ async def run_metered(
         raise
 
     if not executed.ok:
+        GENERATIONS.labels(endpoint, executed.error_type or "failed").inc()
         provider_cost = from_wire(executed.cost)
         await asyncio.shield(release(_usage(
             endpoint, request_id, started, project_path=executed.project_path or gen_request.project_path,
@@ -140,6 +146,11 @@ async def run_metered(
 
     balance = settled.balance
     charged = from_wire(settled.charged)
+    GENERATIONS.labels(endpoint, "ok").inc()
+    LATENCY.labels(endpoint).observe(time.monotonic() - started)
+    CREDITS_CHARGED.labels(endpoint).inc(float(charged))
+    TOKENS.labels(executed.model, "input").inc(executed.input_tokens)
+    TOKENS.labels(executed.model, "output").inc(executed.output_tokens)
     remaining: Decimal | None = None if balance.unlimited else from_wire(balance.available)
     body: dict[str, Any] = json.loads(executed.result_json)
     body["usage"] = {

@@ -3,12 +3,16 @@ by the auth service. Routes depend on `current_user` or `require_admin`."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
 from edge.errors import ADMIN_REQUIRED, API_KEY_REQUIRED, INVALID_API_KEY
+from edge.metrics import AUTH_FAILURES
 from protos import auth_pb2
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,7 @@ def api_key_from(request: Request) -> str | None:
 async def current_user(request: Request) -> Caller:
     key = api_key_from(request)
     if key is None:
+        AUTH_FAILURES.labels("missing").inc()
         raise API_KEY_REQUIRED
     clients = request.app.state.clients
     cache = request.app.state.key_cache
@@ -34,6 +39,8 @@ async def current_user(request: Request) -> Caller:
         generation = cache.generation
         reply = await clients.call("auth", clients.auth.ValidateKey, auth_pb2.ValidateKeyRequest(api_key=key))
         if not reply.valid:
+            AUTH_FAILURES.labels("invalid").inc()
+            log.info("rejected API key %s… on %s", key[:11], request.url.path)
             raise INVALID_API_KEY
         caller = Caller(id=reply.user.id, username=reply.user.username, is_admin=reply.user.is_admin)
         cache.put(key, caller, generation)

@@ -205,3 +205,20 @@ def test_cli_rotation_and_disable_reach_a_cached_edge_at_once(
     subprocess.run([sys.executable, "-m", "services.auth.cli", "disable", user.username], env=env,
                    capture_output=True, text=True, timeout=60, check=True)
     assert client.get("/api/my-stats", headers={"X-API-Key": new_key}).status_code == 401
+
+
+def test_metrics_count_calls_and_rejections(client: httpx.Client, users: UserFactory) -> None:
+    def value(text: str, prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+    before = client.get("/metrics").text
+    client.get("/api/my-stats", headers={"X-API-Key": "user_" + "1" * 64})
+    user = users.create(credits=50)
+    response = client.post("/api/generate-structure", headers=user.headers,
+                           json={"storyInput": {"title": "Metrics"}, "template": "three-act"})
+    assert response.status_code == 200
+    after = client.get("/metrics").text
+    assert value(after, 'fsg_auth_failures_total{reason="invalid"}') == (
+        value(before, 'fsg_auth_failures_total{reason="invalid"}') + 1)
+    ok = 'fsg_generation_requests_total{endpoint="/api/generate-structure",outcome="ok"}'
+    assert value(after, ok) == value(before, ok) + 1
