@@ -46,3 +46,6 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per HTTP request from the SDK's client is noise (and CPU) at INFO; keep their warnings.
+    for chatty in ("httpx", "httpx2", "httpcore", "aiohttp.access"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
