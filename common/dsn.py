@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
+from common.logging import redact
 from common.settings import CommonSettings
 
 CONNECTION_FILE = "postgres.json"
@@ -39,6 +40,4 @@ def resolve_dsn(settings: CommonSettings) -> str:
 
 def mask_dsn(dsn: str) -> str:
     """The URL with its password replaced by ****, for printing."""
-    from common.logging import redact
-
     return redact(dsn)

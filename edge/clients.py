@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common.grpc_server import MAX_MESSAGE_BYTES
-from edge.errors import from_grpc
+from edge.errors import ApiError, from_grpc
 from edge.settings import EdgeSettings
 from protos import auth_pb2_grpc, billing_pb2_grpc, generation_pb2_grpc
 
@@ -66,6 +67,22 @@ class ServiceClients:
         except grpc.aio.AioRpcError as exc:
             raise from_grpc(exc, service) from exc
 
+    async def call_idempotent(
+        self, service: str, method: Callable[..., Awaitable[R]], request: Any, *, retry_for: float
+    ) -> R:
+        """`call`, retried for up to `retry_for` seconds while the service is unavailable.
+
+        Only for idempotent requests (a hold id or an idempotency key inside), where a retry after a lost
+        answer returns the first result instead of acting twice.
+        """
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_unavailable), stop=stop_after_delay(retry_for),
+            wait=wait_exponential(multiplier=0.1, max=2), reraise=True,
+        ):
+            with attempt:
+                return await self.call(service, method, request)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
     async def health(self, timeout: float = 1.0) -> dict[str, str]:
         """Each service's own health answer ("SERVING" also means its database answers)."""
         result: dict[str, str] = {}
@@ -80,3 +97,7 @@ class ServiceClients:
     async def close(self) -> None:
         for service in self.services.values():
             await service.channel.close()
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.status in (503, 504)

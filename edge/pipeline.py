@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common.money import for_json, from_wire, to_wire
 from edge.clients import ServiceClients
@@ -37,21 +36,12 @@ FAILURE_STATUS = {"rate_limited": 503, "overloaded": 503, "timeout": 504, "upstr
                   "invalid_output": 502}
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ApiError) and exc.status in (503, 504)
-
-
 async def _settle(clients: ServiceClients, method: Any, request: Any) -> billing_pb2.SettleResponse:
-    """Commit or Release, retried through a billing outage (idempotent by hold id, so a retry after a
-    lost answer cannot settle twice)."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(_retryable), stop=stop_after_delay(clients.settings.settle_retry_seconds),
-        wait=wait_exponential(multiplier=0.1, max=2), reraise=True,
-    ):
-        with attempt:
-            result: billing_pb2.SettleResponse = await clients.call("billing", method, request)
-            return result
-    raise AssertionError("unreachable")
+    """Commit or Release, retried through a billing outage (idempotent by hold id)."""
+    result: billing_pb2.SettleResponse = await clients.call_idempotent(
+        "billing", method, request, retry_for=clients.settings.settle_retry_seconds
+    )
+    return result
 
 
 def _usage(endpoint: str, request_id: str, started: float, *, project_path: str = "", model: str = "",

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from common.money import from_wire, to_wire
 from edge.errors import ApiError
@@ -20,18 +19,8 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 Admin = Annotated[Caller, Depends(require_admin)]
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ApiError) and exc.status in (503, 504)
-
-
-async def _idempotent(call: Any) -> Any:
-    """Retry an idempotent billing call through a brief outage (same idempotency key each time)."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(_retryable), stop=stop_after_attempt(4),
-        wait=wait_exponential(multiplier=0.2, max=2), reraise=True,
-    ):
-        with attempt:
-            return await call()
+#: How long create-user and grant-credits retry an idempotent billing call through an outage.
+BILLING_RETRY_SECONDS = 3.0
 
 
 def _balance_numbers(balance: billing_pb2.Balance) -> dict[str, Any]:
@@ -57,11 +46,13 @@ async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> D
                 notes="initial credits", created_by=admin.username,
                 idempotency_key=f"create-user:{user.id}:initial",
             )
-            reply = await _idempotent(lambda: clients.call("billing", clients.billing.Grant, grant))
+            reply = await clients.call_idempotent("billing", clients.billing.Grant, grant,
+                                                  retry_for=BILLING_RETRY_SECONDS)
             balance = reply.balance
         else:
             opened = billing_pb2.OpenAccountRequest(user_id=user.id)
-            balance = await _idempotent(lambda: clients.call("billing", clients.billing.OpenAccount, opened))
+            balance = await clients.call_idempotent("billing", clients.billing.OpenAccount, opened,
+                                                    retry_for=BILLING_RETRY_SECONDS)
     except ApiError as exc:
         # The user exists and its key is shown only now, so answer with it and say what is pending.
         raise ApiError(
@@ -100,7 +91,7 @@ async def grant_credits(
         user_id=user.id, credits=to_wire(body.credits), transaction_type=body.type, notes=body.notes,
         created_by=admin.username, idempotency_key=key,
     )
-    reply = await _idempotent(lambda: clients.call("billing", clients.billing.Grant, grant))
+    reply = await clients.call_idempotent("billing", clients.billing.Grant, grant, retry_for=BILLING_RETRY_SECONDS)
     return DecimalJSONResponse(
         {
             "message": "Credits granted successfully",
@@ -149,17 +140,13 @@ async def list_users(
     return DecimalJSONResponse({"users": users, "next_after": page.next_after_id or None})
 
 
-async def _user_ref(request: Request, username: str) -> auth_pb2.GetUserRequest:
-    clients = request.app.state.clients
-    user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
-    return auth_pb2.GetUserRequest(id=user.id)
-
-
 @router.post("/users/{username}/rotate-key")
 async def rotate_key(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
     """A new key for the user, shown once; the old key stops working at once."""
     clients = request.app.state.clients
-    reply = await clients.call("auth", clients.auth.RotateKey, await _user_ref(request, username))
+    reply = await clients.call("auth", clients.auth.RotateKey, auth_pb2.GetUserRequest(username=username))
+    # Auth's revocation push will evict too; evicting here as well means this edge refuses the old key
+    # even on the very next request, before that push has arrived.
     request.app.state.key_cache.evict_user(reply.user.id)
     return DecimalJSONResponse({"message": "API key rotated", "username": reply.user.username,
                                 "api_key": reply.api_key})
@@ -168,7 +155,7 @@ async def rotate_key(username: str, request: Request, admin: Admin) -> DecimalJS
 @router.post("/users/{username}/disable")
 async def disable_user(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
     clients = request.app.state.clients
-    user = await clients.call("auth", clients.auth.DisableUser, await _user_ref(request, username))
+    user = await clients.call("auth", clients.auth.DisableUser, auth_pb2.GetUserRequest(username=username))
     request.app.state.key_cache.evict_user(user.id)
     return DecimalJSONResponse({"message": "User disabled", "username": user.username, "disabled": True})
 
@@ -176,5 +163,5 @@ async def disable_user(username: str, request: Request, admin: Admin) -> Decimal
 @router.post("/users/{username}/enable")
 async def enable_user(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
     clients = request.app.state.clients
-    user = await clients.call("auth", clients.auth.EnableUser, await _user_ref(request, username))
+    user = await clients.call("auth", clients.auth.EnableUser, auth_pb2.GetUserRequest(username=username))
     return DecimalJSONResponse({"message": "User enabled", "username": user.username, "disabled": False})

@@ -137,14 +137,18 @@ class Planner:
         return Plan(request.kind, price, max_tokens, prompts.dialogue_prompt(project, act_key, request.scene_index),
                     None, project=project, act_keys=[act_key], scene_index=request.scene_index)
 
+    def template(self, template_id: str) -> dict[str, Any]:
+        """A stored template, with the template store's errors translated to domain errors (once)."""
+        try:
+            return self.templates.get(template_id).model_dump()
+        except InvalidTemplateId as exc:
+            raise InvalidGenerationInput("template is not a valid template id") from exc
+        except TemplateError as exc:
+            raise TemplateNotFound(f"Template '{template_id[:80]}' not found") from exc
+
     def _template(self, request: generation_pb2.GenerateRequest) -> dict[str, Any]:
         if request.kind == Kind.STRUCTURE:
-            try:
-                return self.templates.get(request.template_id).model_dump()
-            except InvalidTemplateId as exc:
-                raise InvalidGenerationInput("template is not a valid template id") from exc
-            except TemplateError as exc:
-                raise TemplateNotFound(f"Template '{request.template_id[:80]}' not found") from exc
+            return self.template(request.template_id)
         try:
             custom = json.loads(request.custom_template_json or "null")
         except json.JSONDecodeError as exc:

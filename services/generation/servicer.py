@@ -14,10 +14,9 @@ from common.money import ZERO, to_wire
 from protos import generation_pb2, generation_pb2_grpc
 from services.generation import export
 from services.generation.claude import ClaudeClient
-from services.generation.errors import InvalidGenerationInput, TemplateNotFound
+from services.generation.errors import InvalidGenerationInput
 from services.generation.planner import Plan, Planner
 from services.generation.prompts import SYSTEM
-from services.generation.templates import InvalidTemplateId, TemplateError
 from services.generation.tools import InvalidOutput
 
 log = logging.getLogger(__name__)
@@ -92,13 +91,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     async def GetTemplate(
         self, request: generation_pb2.GetTemplateRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.Template:
-        try:
-            template = self._planner.templates.get(request.id)
-        except InvalidTemplateId as exc:
-            raise InvalidGenerationInput("Invalid template id") from exc
-        except TemplateError as exc:
-            raise TemplateNotFound() from exc
-        return _template_message(template.model_dump())
+        return _template_message(self._planner.template(request.id))
 
     async def ListProjects(
         self, request: generation_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext

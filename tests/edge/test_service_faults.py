@@ -23,6 +23,21 @@ def _project(client: httpx.Client, user: TestUser) -> str:
     return str(response.json()["projectPath"])
 
 
+def _call_in_background(
+    client: httpx.Client, user: TestUser, path: str, fault: str
+) -> tuple[threading.Thread, dict[str, httpx.Response]]:
+    """Start a generate-scene call with a simulator fault (e.g. slow:1500) so a test can break things mid-call."""
+    result: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        result["response"] = client.post(f"/api/generate-scene/{path}/setup",
+                                         headers={**user.headers, "X-Sim-Fault": fault})
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    return worker, result
+
+
 async def _reconciled(stack: Stack, user_id: int) -> bool:
     pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=1)
     try:
@@ -59,14 +74,7 @@ async def test_billing_restart_during_a_call_still_settles_exactly_once(
     user = users.create(credits=50)
     path = _project(client, user)
     balance = users.balance(user)
-    result: dict[str, httpx.Response] = {}
-
-    def call() -> None:
-        result["response"] = client.post(f"/api/generate-scene/{path}/setup",
-                                         headers={**user.headers, "X-Sim-Fault": "slow:1500"})
-
-    worker = threading.Thread(target=call)
-    worker.start()
+    worker, result = _call_in_background(client, user, path, "slow:1500")
     time.sleep(0.7)  # the hold is placed and Claude is "thinking"
     stack.stop_process("billing")
     time.sleep(1.5)  # Claude answers while billing is away: the edge keeps retrying the commit
@@ -90,14 +98,7 @@ async def test_generation_dies_mid_call_releases_the_hold(
     user = users.create(credits=50)
     path = _project(client, user)
     balance = users.balance(user)
-    result: dict[str, httpx.Response] = {}
-
-    def call() -> None:
-        result["response"] = client.post(f"/api/generate-scene/{path}/setup",
-                                         headers={**user.headers, "X-Sim-Fault": "slow:3000"})
-
-    worker = threading.Thread(target=call)
-    worker.start()
+    worker, result = _call_in_background(client, user, path, "slow:3000")
     time.sleep(1.0)
     stack.processes["generation"].kill()  # no graceful drain: the call is lost mid-flight
     stack.processes["generation"].wait()
