@@ -7,6 +7,10 @@
 
 Settlement calls are idempotent by hold id and retried through brief outages; if billing stays away
 the hold expires by itself (the sweeper voids it), so a fault never takes a user's credits.
+
+With an `Idempotency-Key`, Prepare also claims the key (generation's idempotent_requests) and answers
+for a key seen before: the stored response (replay), the saved but unanswered result (resume: Commit
+of the same hold again, so it is charged once), 409 while another attempt runs, 422 for another body.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
+from fastapi import Response
 
 from common.money import for_json, from_wire, to_wire
 from edge.clients import ServiceClients
@@ -31,9 +36,17 @@ from protos import billing_pb2, generation_pb2
 
 log = logging.getLogger(__name__)
 
-#: Claude failures → HTTP status for the caller.
+#: Claude failures → HTTP status for the caller ("superseded": another attempt with the same
+#: Idempotency-Key took over after this one's lease ran out).
 FAILURE_STATUS = {"rate_limited": 503, "overloaded": 503, "timeout": 504, "upstream_error": 502,
-                  "invalid_output": 502}
+                  "invalid_output": 502, "superseded": 409}
+Idempotent = generation_pb2.IdempotentState
+#: The lease of an idempotency claim beyond the longest an attempt can take.
+IDEMPOTENCY_LEASE_MARGIN_SECONDS = 30
+#: How long storing or freeing an idempotency record retries through a generation outage.
+IDEMPOTENCY_RETRY_SECONDS = 3.0
+#: Headers of a success that a replay repeats (it also says `Idempotent-Replayed: true`).
+REPLAYED_HEADERS = frozenset({"x-credits-charged", "x-credits-remaining", "x-request-id"})
 
 
 async def _settle(clients: ServiceClients, method: Any, request: Any) -> billing_pb2.SettleResponse:
@@ -61,50 +74,62 @@ async def run_metered(
     minimum: Decimal,
     gen_request: generation_pb2.GenerateRequest,
     generation_timeout: float,
-) -> DecimalJSONResponse:
+    idempotency_key: str | None = None,
+) -> Response:
     started = time.monotonic()
     request_id = f"req_{uuid.uuid4().hex}"
+    hold_id = str(uuid.uuid4())
     gen_request.user_id = caller.id
     gen_request.request_id = request_id
+    if idempotency_key:
+        gen_request.idempotency_key = idempotency_key
+        gen_request.hold_id = hold_id
+        # Longer than this attempt can possibly take (its Claude call, then settling through an outage), so
+        # a live attempt never loses its claim; only a dead one's claim is ever taken over.
+        gen_request.idempotency_lease_seconds = int(
+            generation_timeout + clients.settings.settle_retry_seconds + IDEMPOTENCY_LEASE_MARGIN_SECONDS
+        )
 
     prepared = await clients.call("generation", clients.generation.Prepare, gen_request)
     required = max(minimum, from_wire(prepared.max_cost))
-    hold_id = str(uuid.uuid4())
+    if prepared.idempotent != Idempotent.IDEMPOTENT_NONE and prepared.idempotent != Idempotent.IDEMPOTENT_NEW:
+        return await _answer_from_record(clients, gen_request, endpoint, prepared, required)
+
     reserved = await clients.call(
         "billing", clients.billing.Reserve,
         billing_pb2.ReserveRequest(hold_id=hold_id, user_id=caller.id, amount=to_wire(required), endpoint=endpoint,
                                    request_id=request_id),
     )
     if not reserved.ok:
+        await asyncio.shield(_abandon(clients, gen_request))
         GENERATIONS.labels(endpoint, "insufficient_credits").inc()
         log.info("user %d: insufficient credits for %s (required %s, available %s)", caller.id, endpoint,
                  required, reserved.available)
         raise ApiError(402, "Insufficient credits", remaining=from_wire(reserved.available), required=required,
                        message="Please purchase more credits to continue")
 
-    async def release(usage: billing_pb2.Usage) -> None:
-        try:
-            await _settle(clients, clients.billing.Release, billing_pb2.ReleaseRequest(hold_id=hold_id, usage=usage))
-        except ApiError:
-            log.error("release of hold %s failed; the sweeper will expire it", hold_id)
+    async def give_up(usage: billing_pb2.Usage) -> None:
+        """Void the hold and free the idempotency key: nothing was charged, so a retry may run afresh."""
+        await _release(clients, hold_id, usage)
+        await _abandon(clients, gen_request)
 
     try:
         executed = await clients.generation.Execute(gen_request, timeout=generation_timeout)
     except grpc.aio.AioRpcError as exc:
         GENERATIONS.labels(endpoint, "service_error").inc()
         error = from_grpc(exc, "generation")
-        await asyncio.shield(release(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
+        await asyncio.shield(give_up(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
                                             model=prepared.model, error=f"{error.body['error']}: {exc.code().name}")))
         raise error from exc
     except BaseException:
-        await asyncio.shield(release(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
+        await asyncio.shield(give_up(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
                                             model=prepared.model, error="request aborted")))
         raise
 
     if not executed.ok:
         GENERATIONS.labels(endpoint, executed.error_type or "failed").inc()
         provider_cost = from_wire(executed.cost)
-        await asyncio.shield(release(_usage(
+        await asyncio.shield(give_up(_usage(
             endpoint, request_id, started, project_path=executed.project_path or gen_request.project_path,
             model=executed.model, input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,
             error=f"{executed.error_type}: {executed.error_message}", provider_cost=provider_cost,
@@ -116,6 +141,17 @@ async def run_metered(
         error.headers = headers
         raise error
 
+    response = await _commit(clients, endpoint, executed, hold_id, required, request_id, started)
+    if idempotency_key:
+        await asyncio.shield(_complete(clients, _ref(gen_request, hold_id), response))
+    return response
+
+
+async def _commit(
+    clients: ServiceClients, endpoint: str, executed: generation_pb2.ExecuteResponse, hold_id: str,
+    required: Decimal, request_id: str, started: float,
+) -> DecimalJSONResponse:
+    """Post the actual cost (at most the hold) and build the success response."""
     cost = from_wire(executed.cost)
     charge = min(cost, required)
     if charge < cost:
@@ -156,3 +192,71 @@ async def run_metered(
         "X-Credits-Remaining": "unlimited" if remaining is None else str(for_json(remaining)),
         "X-Request-ID": request_id,
     })
+
+
+async def _answer_from_record(
+    clients: ServiceClients, gen_request: generation_pb2.GenerateRequest, endpoint: str,
+    prepared: generation_pb2.PrepareResponse, required: Decimal,
+) -> Response:
+    """A retry of a request whose Idempotency-Key is known: replay, resume, or refuse."""
+    state = prepared.idempotent
+    if state == Idempotent.IDEMPOTENT_REPLAY:
+        stored = prepared.stored
+        return Response(stored.body_json, status_code=stored.status, media_type="application/json",
+                        headers={**stored.headers, "Idempotent-Replayed": "true"})
+    if state == Idempotent.IDEMPOTENT_MISMATCH:
+        raise ApiError(422, "Idempotency key reused",
+                       "This Idempotency-Key was already used with a different request; use a new key")
+    if state == Idempotent.IDEMPOTENT_IN_PROGRESS:
+        error = ApiError(409, "Request in progress",
+                         "A request with this Idempotency-Key is still running; retry after it ends")
+        error.headers = {"Retry-After": str(prepared.retry_after_seconds or 1)}
+        raise error
+    # RESUME: the first attempt's result was saved but never answered (it died, or billing was away).
+    # Committing its hold again is idempotent: charged at most once, whatever happened before.
+    executed = prepared.executed
+    log.info("resuming idempotent request %s (hold %s)", executed.request_id, executed.hold_id)
+    response = await _commit(clients, endpoint, executed, executed.hold_id, required, executed.request_id,
+                             time.monotonic())
+    await asyncio.shield(_complete(clients, _ref(gen_request, executed.hold_id), response))
+    return response
+
+
+def _ref(gen_request: generation_pb2.GenerateRequest, hold_id: str) -> generation_pb2.IdempotentRef:
+    return generation_pb2.IdempotentRef(user_id=gen_request.user_id, idempotency_key=gen_request.idempotency_key,
+                                        hold_id=hold_id)
+
+
+async def _complete(clients: ServiceClients, ref: generation_pb2.IdempotentRef, response: Response) -> None:
+    """Store the answer under the key. Best effort: if it is lost, a retry resumes instead of replaying,
+    which settles the same hold again (charged once) and answers the same result."""
+    stored = generation_pb2.StoredResponse(
+        status=response.status_code, body_json=bytes(response.body).decode(),
+        headers={k: v for k, v in response.headers.items() if k.lower() in REPLAYED_HEADERS},
+    )
+    try:
+        await clients.call_idempotent("generation", clients.generation.CompleteIdempotent,
+                                      generation_pb2.CompleteIdempotentRequest(ref=ref, response=stored),
+                                      retry_for=IDEMPOTENCY_RETRY_SECONDS)
+    except ApiError:
+        log.warning("could not store the response of hold %s under its idempotency key", ref.hold_id)
+
+
+async def _abandon(clients: ServiceClients, gen_request: generation_pb2.GenerateRequest) -> None:
+    """Free the key after a failure that charged nothing. Best effort: a claim left behind only makes
+    retries wait (409) until its lease ends."""
+    if not gen_request.idempotency_key:
+        return
+    try:
+        await clients.call_idempotent("generation", clients.generation.AbandonIdempotent,
+                                      _ref(gen_request, gen_request.hold_id), retry_for=IDEMPOTENCY_RETRY_SECONDS)
+    except ApiError:
+        log.warning("could not free the idempotency key of hold %s; it frees itself when its lease ends",
+                    gen_request.hold_id)
+
+
+async def _release(clients: ServiceClients, hold_id: str, usage: billing_pb2.Usage) -> None:
+    try:
+        await _settle(clients, clients.billing.Release, billing_pb2.ReleaseRequest(hold_id=hold_id, usage=usage))
+    except ApiError:
+        log.error("release of hold %s failed; the sweeper will expire it", hold_id)

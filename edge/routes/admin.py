@@ -82,16 +82,26 @@ async def grant_credits(
     body: GrantCreditsBody,
     request: Request,
     admin: Admin,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=180,
+                                                  pattern=r"^[\x21-\x7e]+$")] = None,
 ) -> DecimalJSONResponse:
     clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=body.username))
-    key = f"grant:{user.id}:{idempotency_key}" if idempotency_key else f"grant:{uuid.uuid4()}"
+    # A client's key is scoped to the admin who sends it, so reusing it for another user (or amount, type,
+    # notes) is caught as a different request rather than granting twice.
+    key = f"grant:{admin.id}:{idempotency_key}" if idempotency_key else f"grant:{uuid.uuid4()}"
     grant = billing_pb2.GrantRequest(
         user_id=user.id, credits=to_wire(body.credits), transaction_type=body.type, notes=body.notes,
         created_by=admin.username, idempotency_key=key,
     )
-    reply = await clients.call_idempotent("billing", clients.billing.Grant, grant, retry_for=BILLING_RETRY_SECONDS)
+    try:
+        reply = await clients.call_idempotent("billing", clients.billing.Grant, grant,
+                                              retry_for=BILLING_RETRY_SECONDS)
+    except ApiError as exc:
+        if exc.status == 409:  # billing's IdempotencyConflict, the only FAILED_PRECONDITION of Grant
+            raise ApiError(422, "Idempotency key reused",
+                           "This Idempotency-Key was already used with a different request; use a new key") from exc
+        raise
     return DecimalJSONResponse(
         {
             "message": "Credits granted successfully",

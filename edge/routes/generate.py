@@ -6,9 +6,8 @@ import json
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
 
-from edge.json import DecimalJSONResponse
 from edge.pipeline import run_metered
 from edge.schemas import (
     DialogueBody,
@@ -25,6 +24,9 @@ from protos import generation_pb2
 router = APIRouter(prefix="/api", tags=["generation"])
 User = Annotated[Caller, Depends(current_user)]
 SimFault = Annotated[str | None, Header(alias="X-Sim-Fault", max_length=64)]
+#: A retry with the same key (and body) answers the first result and is charged once (see pipeline.py).
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                              pattern=r"^[\x21-\x7e]+$")]
 Kind = generation_pb2.Kind
 
 #: The guide's minimum hold per endpoint, in credits.
@@ -50,64 +52,63 @@ def _request(kind: generation_pb2.Kind, options: GenerationOptions | None, fault
     )
 
 
-async def _run(request: Request, caller: Caller, endpoint: str, gen: generation_pb2.GenerateRequest) -> (
-    DecimalJSONResponse
-):
+async def _run(request: Request, caller: Caller, endpoint: str, gen: generation_pb2.GenerateRequest,
+               idempotency_key: str | None) -> Response:
     settings = request.app.state.settings
     return await run_metered(request.app.state.clients, caller, endpoint, MINIMUMS[endpoint], gen,
-                             settings.generation_timeout_seconds)
+                             settings.generation_timeout_seconds, idempotency_key)
 
 
 @router.post("/generate-structure")
-async def generate_structure(body: StructureBody, request: Request, caller: User, fault: SimFault = None) -> (
-    DecimalJSONResponse
-):
+async def generate_structure(
+    body: StructureBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+) -> Response:
     gen = _request(Kind.STRUCTURE, body, fault, story_input_json=json.dumps(body.story_input),
                    template_id=body.template)
-    return await _run(request, caller, "/api/generate-structure", gen)
+    return await _run(request, caller, "/api/generate-structure", gen, idem)
 
 
 @router.post("/generate-structure-custom")
 async def generate_structure_custom(
-    body: StructureCustomBody, request: Request, caller: User, fault: SimFault = None
-) -> DecimalJSONResponse:
+    body: StructureCustomBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+) -> Response:
     gen = _request(Kind.STRUCTURE_CUSTOM, body, fault, story_input_json=json.dumps(body.story_input),
                    custom_template_json=body.template.model_dump_json())
-    return await _run(request, caller, "/api/generate-structure-custom", gen)
+    return await _run(request, caller, "/api/generate-structure-custom", gen, idem)
 
 
 @router.post("/generate-plot-points-for-act/{project_path}/{act_key}")
 async def generate_plot_points(
     project_path: str, act_key: str, request: Request, caller: User,
-    body: Annotated[PlotPointsBody | None, Body()] = None, fault: SimFault = None,
-) -> DecimalJSONResponse:
+    body: Annotated[PlotPointsBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKey = None,
+) -> Response:
     gen = _request(Kind.PLOT_POINTS, body, fault, project_path=project_path, act_key=act_key,
                    desired_scene_count=(body.desired_scene_count if body else None) or 0)
-    return await _run(request, caller, "/api/generate-plot-points-for-act", gen)
+    return await _run(request, caller, "/api/generate-plot-points-for-act", gen, idem)
 
 
 @router.post("/generate-scenes")
-async def generate_scenes(body: ScenesBody, request: Request, caller: User, fault: SimFault = None) -> (
-    DecimalJSONResponse
-):
+async def generate_scenes(
+    body: ScenesBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+) -> Response:
     gen = _request(Kind.SCENES, body, fault, project_path=body.project_path, act_key=body.act_key or "",
                    desired_scene_count=body.desired_scene_count or 0)
-    return await _run(request, caller, "/api/generate-scenes", gen)
+    return await _run(request, caller, "/api/generate-scenes", gen, idem)
 
 
 @router.post("/generate-scene/{project_path}/{structure_key}")
 async def generate_scene(
     project_path: str, structure_key: str, request: Request, caller: User,
-    body: Annotated[SceneBody | None, Body()] = None, fault: SimFault = None,
-) -> DecimalJSONResponse:
+    body: Annotated[SceneBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKey = None,
+) -> Response:
     gen = _request(Kind.SCENE, body, fault, project_path=project_path, act_key=structure_key)
-    return await _run(request, caller, "/api/generate-scene", gen)
+    return await _run(request, caller, "/api/generate-scene", gen, idem)
 
 
 @router.post("/generate-dialogue")
-async def generate_dialogue(body: DialogueBody, request: Request, caller: User, fault: SimFault = None) -> (
-    DecimalJSONResponse
-):
+async def generate_dialogue(
+    body: DialogueBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+) -> Response:
     gen = _request(Kind.DIALOGUE, body, fault, project_path=body.project_path, act_key=body.structure_key,
                    scene_index=body.scene_index)
-    return await _run(request, caller, "/api/generate-dialogue", gen)
+    return await _run(request, caller, "/api/generate-dialogue", gen, idem)

@@ -17,7 +17,7 @@ ENSURE_ACCOUNT = "INSERT INTO credit_accounts (user_id) VALUES ($1) ON CONFLICT 
 BALANCE = "SELECT user_id, available, held, total_credits_purchased, unlimited FROM credit_accounts WHERE user_id = $1"
 
 TRANSACTION_BY_IDEMPOTENCY_KEY = """
-SELECT id, user_id, transaction_type, credits_amount FROM credit_transactions WHERE idempotency_key = $1
+SELECT id, user_id, transaction_type, credits_amount, notes FROM credit_transactions WHERE idempotency_key = $1
 """
 
 #: $1 user, $2 amount (signed), $3 counts toward total_credits_purchased

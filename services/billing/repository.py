@@ -171,7 +171,7 @@ class BillingRepository:
             amount = _amount(credits)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type)
+                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type, notes)
                 if replay is not None:
                     return replay
                 await conn.execute(queries.ENSURE_ACCOUNT, user_id)
@@ -189,18 +189,19 @@ class BillingRepository:
         except asyncpg.UniqueViolationError:
             # A concurrent request with the same key won the race; answer with its result.
             async with self._pool.acquire() as conn:
-                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type)
+                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type, notes)
             if replay is None:
                 raise
             return replay
 
     async def _replay_grant(
-        self, conn: asyncpg.Connection, key: str, user_id: int, amount: Decimal, transaction_type: str
+        self, conn: asyncpg.Connection, key: str, user_id: int, amount: Decimal, transaction_type: str, notes: str
     ) -> GrantResult | None:
         row = await conn.fetchrow(queries.TRANSACTION_BY_IDEMPOTENCY_KEY, key)
         if row is None:
             return None
-        if (row["user_id"], row["credits_amount"], row["transaction_type"]) != (user_id, amount, transaction_type):
+        first = (row["user_id"], row["credits_amount"], row["transaction_type"], row["notes"] or "")
+        if first != (user_id, amount, transaction_type, notes or ""):
             raise IdempotencyConflict()
         balance = Balance.from_row(await conn.fetchrow(queries.BALANCE, user_id))
         return GrantResult(transaction_id=row["id"], balance=balance, replayed=True)

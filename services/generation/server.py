@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -14,6 +15,7 @@ from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
 from protos import generation_pb2, generation_pb2_grpc
 from services.generation.claude import ClaudeClient
+from services.generation.idempotency import IdempotencyStore
 from services.generation.planner import Planner
 from services.generation.pricing import PriceTable
 from services.generation.repository import ProjectRepository
@@ -44,15 +46,31 @@ async def run(settings: GenerationSettings) -> None:
         timeout=settings.anthropic_timeout_seconds, max_retries=settings.anthropic_max_retries,
     )
     planner = Planner(PriceTable.load(), TemplateStore(), ProjectRepository(pool), settings.max_tokens_cap)
-    servicer = GenerationServicer(planner, claude, simulated=settings.simulated)
+    idempotency = IdempotencyStore(pool)
+    servicer = GenerationServicer(planner, claude, idempotency, simulated=settings.simulated)
     server, port, health_servicer = create_server(servicer, settings.address)
     if settings.simulated:
         log.warning("*** SIMULATED CLAUDE: calls go to the local simulator at %s ***", settings.anthropic_base_url)
     log.info("generation gRPC listening on %s:%d", settings.host, port)
     try:
-        await serve_until_signalled(server, health_servicer, [SERVICE_NAME], pool)
+        await serve_until_signalled(
+            server, health_servicer, [SERVICE_NAME], pool,
+            background=[lambda: purge_idempotency_records(idempotency, settings.idempotency_retention_hours)],
+        )
     finally:
         await claude.close()
+
+
+async def purge_idempotency_records(store: IdempotencyStore, retention_hours: int) -> None:
+    """Forget Idempotency-Key records past their retention, hourly (a key reused after that is new)."""
+    while True:
+        try:
+            purged = await store.purge(retention_hours)
+            if purged:
+                log.info("purged %d idempotency records older than %dh", purged, retention_hours)
+        except Exception as exc:  # the database may be away; try again next round
+            log.warning("idempotency purge failed: %s", type(exc).__name__)
+        await asyncio.sleep(3600)
 
 
 def main() -> None:

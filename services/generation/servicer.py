@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -12,14 +13,17 @@ import grpc
 
 from common.money import ZERO, to_wire
 from protos import generation_pb2, generation_pb2_grpc
-from services.generation import export
+from services.generation import export, idempotency
 from services.generation.claude import ClaudeClient
 from services.generation.errors import InvalidGenerationInput
+from services.generation.idempotency import IdempotencyStore
 from services.generation.planner import Plan, Planner
 from services.generation.prompts import SYSTEM
 from services.generation.tools import InvalidOutput
 
 log = logging.getLogger(__name__)
+State = generation_pb2.IdempotentState
+MAX_IDEMPOTENCY_KEY = 255
 
 EXPORT_FORMATS = {
     "fountain": ("text/plain; charset=utf-8", "fountain"),
@@ -29,20 +33,36 @@ EXPORT_FORMATS = {
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServicer):
-    def __init__(self, planner: Planner, claude: ClaudeClient, *, simulated: bool) -> None:
+    def __init__(self, planner: Planner, claude: ClaudeClient, idempotency: IdempotencyStore, *,
+                 simulated: bool) -> None:
         self._planner = planner
         self._claude = claude
+        self._idempotency = idempotency
         self._simulated = simulated
         self._prepared = PreparedPlans()
 
     async def Prepare(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.PrepareResponse:
+        digest = b""
+        if request.idempotency_key:
+            _check_idempotent_request(request)
+            # A key seen before answers from its record, even if the input would no longer validate
+            # (say the project was deleted since): the retry gets the first result.
+            digest = idempotency.fingerprint(request)
+            found = await self._idempotency.find(request, digest)
+            if found is not None:
+                return _found_response(found)
         plan = await self._planner.plan(request)
+        if request.idempotency_key:
+            found = await self._idempotency.claim(request, digest, plan.max_cost)
+            if found is not None:
+                return _found_response(found)
         self._prepared.put(request, plan)
         return generation_pb2.PrepareResponse(
             model=plan.price.id, max_tokens=plan.max_tokens, input_tokens_bound=plan.input_tokens_bound,
             max_cost=to_wire(plan.max_cost),
+            idempotent=State.IDEMPOTENT_NEW if request.idempotency_key else State.IDEMPOTENT_NONE,
         )
 
     async def Execute(
@@ -79,7 +99,25 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         response.ok = True
         response.result_json = json.dumps(result, ensure_ascii=False)
         response.project_path = result["projectPath"]
+        if request.idempotency_key and not await self._idempotency.mark_executed(request, response):
+            # Our claim was taken over after its lease ran out: the edge must not charge for this attempt.
+            log.warning("idempotency claim of hold %s lost before its result was recorded", request.hold_id)
+            return generation_pb2.ExecuteResponse(
+                ok=False, error_type="superseded", model=response.model, input_tokens=response.input_tokens,
+                output_tokens=response.output_tokens, cost=response.cost,
+                error_message="Another attempt with the same Idempotency-Key took over this request",
+            )
         return response
+
+    async def CompleteIdempotent(
+        self, request: generation_pb2.CompleteIdempotentRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.IdempotentAck:
+        return generation_pb2.IdempotentAck(ok=await self._idempotency.complete(request.ref, request.response))
+
+    async def AbandonIdempotent(
+        self, request: generation_pb2.IdempotentRef, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.IdempotentAck:
+        return generation_pb2.IdempotentAck(ok=await self._idempotency.abandon(request))
 
     async def ListTemplates(
         self, request: generation_pb2.ListTemplatesRequest, context: grpc.aio.ServicerContext
@@ -179,6 +217,30 @@ class PreparedPlans:
         if entry is None or entry[0] < time.monotonic() or entry[1] != fingerprint:
             return None
         return entry[2]
+
+
+def _check_idempotent_request(request: generation_pb2.GenerateRequest) -> None:
+    if not 1 <= len(request.idempotency_key) <= MAX_IDEMPOTENCY_KEY or not request.idempotency_key.isprintable():
+        raise InvalidGenerationInput(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+    try:
+        uuid.UUID(request.hold_id)
+    except ValueError as exc:
+        raise InvalidGenerationInput("hold_id must be a UUID when an idempotency key is given") from exc
+    if request.idempotency_lease_seconds <= 0:
+        raise InvalidGenerationInput("idempotency_lease_seconds must be positive")
+
+
+def _found_response(found: idempotency.Found) -> generation_pb2.PrepareResponse:
+    response = generation_pb2.PrepareResponse(retry_after_seconds=found.retry_after_seconds)
+    response.idempotent = found.state  # type: ignore[assignment]
+    if found.stored is not None:
+        response.stored.CopyFrom(found.stored)
+    if found.executed is not None:
+        response.executed.CopyFrom(found.executed)
+        response.model = found.executed.model
+    if found.max_cost is not None:
+        response.max_cost = to_wire(found.max_cost)
+    return response
 
 
 def _template_message(t: dict[str, Any]) -> generation_pb2.Template:

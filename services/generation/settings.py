@@ -19,6 +19,8 @@ class GenerationSettings(CommonSettings):
     anthropic_timeout_seconds: float = Field(50.0, gt=0)
     anthropic_max_retries: int = Field(2, ge=0, le=5)
     max_tokens_cap: int = Field(8192, ge=1, le=128_000)
+    #: Idempotency-Key records are kept this long; a key reused later starts a new request.
+    idempotency_retention_hours: int = Field(24, ge=1)
 
     @property
     def address(self) -> str:
