@@ -13,6 +13,7 @@ import email.utils
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,8 +146,11 @@ class ClaudeClient:
 
 
 def _retry_after(exc: anthropic.APIStatusError) -> float | None:
+    return retry_after_hint(exc.response.headers)
+
+
+def retry_after_hint(headers: Mapping[str, str]) -> float | None:
     """The provider's wait hint in seconds: `retry-after-ms`, else `retry-after` (seconds or an HTTP date)."""
-    headers = exc.response.headers
     try:
         return max(0.0, float(headers["retry-after-ms"]) / 1000)
     except (KeyError, ValueError):

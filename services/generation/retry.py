@@ -13,6 +13,7 @@ which also covers saving the result, so the edge always hears our answer rather 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,9 +25,10 @@ from tenacity import (
     RetryCallState,
     retry_if_result,
     stop_after_attempt,
-    stop_before_delay,
+    stop_any,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 log = logging.getLogger(__name__)
@@ -72,17 +74,37 @@ class wait_retry_after_or(wait_base):
         return max(0.0, hint) if hint is not None else self.fallback(retry_state)
 
 
-async def call_with_retries(policy: RetryPolicy, attempt: Callable[[int, float], Awaitable[T]]) -> tuple[T, int]:
+class stop_past_budget(stop_base):
+    """Don't retry if the wait would end at or past the budget (so a long retry-after goes to the caller)."""
+
+    def __init__(self, spent: Callable[[], float], budget: float) -> None:
+        self.spent = spent
+        self.budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.spent() + retry_state.upcoming_sleep >= self.budget
+
+
+async def call_with_retries(
+    policy: RetryPolicy,
+    attempt: Callable[[int, float], Awaitable[T]],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> tuple[T, int]:
     """Run `attempt(number, timeout)` (number 0 = first try) under `policy`; returns the last outcome and how
-    many attempts were made. An exception from `attempt` is a bug, not a provider fault: it is not retried."""
-    started = time.monotonic()
+    many attempts were made. An exception from `attempt` is a bug, not a provider fault: it is not retried.
+    `clock` and `sleep` are there so tests can run the policy on a fake clock."""
+    started = clock()
     made = 0
+
+    def spent() -> float:
+        return clock() - started
 
     async def one() -> T:
         nonlocal made
         number, made = made, made + 1
-        left = policy.budget_seconds - (time.monotonic() - started)
-        return await attempt(number, max(0.001, min(policy.attempt_timeout_seconds, left)))
+        return await attempt(number, max(0.001, min(policy.attempt_timeout_seconds, policy.budget_seconds - spent())))
 
     def before_sleep(state: RetryCallState) -> None:
         failed = state.outcome.result().error_type if state.outcome and not state.outcome.failed else "?"
@@ -93,16 +115,17 @@ async def call_with_retries(policy: RetryPolicy, attempt: Callable[[int, float],
         assert state.outcome is not None
         result: T = state.outcome.result()
         log.warning("claude call failed (%s) after %d attempt(s) in %.2f s; not retrying", result.error_type,
-                    state.attempt_number, time.monotonic() - started)
+                    state.attempt_number, spent())
         return result
 
     retrying = AsyncRetrying(
         retry=retry_if_result(lambda r: not r.ok and r.retryable),
-        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.budget_seconds),
+        stop=stop_any(stop_after_attempt(policy.max_attempts), stop_past_budget(spent, policy.budget_seconds)),
         wait=wait_retry_after_or(wait_exponential_jitter(
-            initial=policy.base_delay_seconds, max=policy.max_delay_seconds, jitter=policy.base_delay_seconds)),
+            multiplier=policy.base_delay_seconds, max=policy.max_delay_seconds, jitter=policy.base_delay_seconds)),
         before_sleep=before_sleep,
         retry_error_callback=give_up,
+        sleep=sleep,
     )
     result: T = await retrying(one)
     return result, made
