@@ -5,8 +5,8 @@ whole-stack behaviour against the simulator is in test_provider_retries.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
