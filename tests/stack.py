@@ -71,7 +71,7 @@ class Stack:
             "ANTHROPIC_API_KEY": "simulator",
             "GENERATION_SIMULATED": "1",
             # Faults must resolve quickly in tests: a short per-attempt timeout, 3 tries within 3.5 s, short
-            # backoff (tests/generation/test_provider_retries.py relies on these numbers: RETRY_* there).
+            # backoff (tests/generation/test_provider_retries.py reads these and checks what it relies on).
             "GENERATION_ANTHROPIC_TIMEOUT_SECONDS": "2",
             "GENERATION_RETRY_MAX_ATTEMPTS": "3",
             "GENERATION_RETRY_BUDGET_SECONDS": "3.5",
