@@ -21,7 +21,8 @@ from tests.stack import Stack
 #: faults in the simulator, the sweeper at its production period, production log level.
 BENCH_ENV = {
     "GENERATION_ANTHROPIC_TIMEOUT_SECONDS": "30",
-    "GENERATION_ANTHROPIC_MAX_RETRIES": "0",
+    "GENERATION_RETRY_MAX_ATTEMPTS": "1",  # no retries (the simulator has no faults here)
+    "GENERATION_RETRY_BUDGET_SECONDS": "30",  # else the test stack's short budget would cut the timeout
     "SIM_LATENCY_MS": "0",
     "SIM_FAULT": "",
     "SIM_LOG_LEVEL": "warning",

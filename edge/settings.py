@@ -22,7 +22,8 @@ class EdgeSettings(CommonSettings):
     generation_addr: str = Field(f"127.0.0.1:{DEFAULT_GENERATION_PORT}", validation_alias="GENERATION_ADDR")
     #: Deadline for quick service calls (auth, billing).
     rpc_timeout_seconds: float = Field(5.0, gt=0)
-    #: Deadline for a whole Claude call through the generation service.
+    #: Deadline for a whole Claude call through the generation service. Keep it above the generation
+    #: service's GENERATION_RETRY_BUDGET_SECONDS (all its attempts and waits) plus time to save the result.
     generation_timeout_seconds: float = Field(180.0, gt=0)
     #: How long the edge keeps retrying a Commit/Release while billing is unreachable before giving up
     #: (then the hold expires by itself and the user is not charged).

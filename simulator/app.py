@@ -13,6 +13,8 @@ import itertools
 import json
 import logging
 import os
+import time
+from collections import deque
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.faults import ERROR_FAULTS, NO_FAULT, Fault, FaultSpecError, parse_fault
+from simulator.faults import ATTEMPT_HEADER, ERROR_FAULTS, NO_FAULT, Fault, FaultSpecError, parse_fault
 from simulator.responder import build_message, message_to_sse
 from simulator.settings import SimulatorSettings
 from simulator.tokens import count_input_tokens
@@ -31,6 +33,7 @@ log = logging.getLogger("simulator")
 
 FAULT_HEADER = "x-sim-fault"
 HANG_SECONDS = 3600.0  # "never" answer, but let an abandoned task end eventually
+ATTEMPT_LOG_SIZE = 10_000  # tagged requests remembered for GET /_sim/attempts (tests only)
 JSON = "application/json"
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -70,12 +73,24 @@ class Simulator:
         self.settings = settings
         self.default_fault = parse_fault(settings.fault)
         self.latency_s = settings.latency_ms / 1000
+        #: (tag, attempt number, arrival on this process's monotonic clock) of each tagged request.
+        self.attempt_log: deque[tuple[str, int, float]] = deque(maxlen=ATTEMPT_LOG_SIZE)
 
     def _fault(self, request: Request) -> Fault:
         header = request.headers.get(FAULT_HEADER)
-        if header is None or not header.strip():
-            return self.default_fault
-        return parse_fault(header)
+        fault = self.default_fault if header is None or not header.strip() else parse_fault(header)
+        if fault is NO_FAULT:
+            return fault
+        attempt = _attempt_number(request)
+        if fault.tag is not None:
+            self.attempt_log.append((fault.tag, attempt, time.monotonic()))
+        return fault.for_attempt(attempt)
+
+    async def attempts(self, request: Request) -> Response:
+        """GET /_sim/attempts?tag=<token>: the recorded attempts of tagged requests, oldest first."""
+        tag = request.query_params.get("tag", "").lower()
+        rows = [{"attempt": attempt, "at": at} for t, attempt, at in self.attempt_log if t == tag]
+        return Response(_encode({"tag": tag, "attempts": rows}), media_type=JSON)
 
     async def _prelude(self, request: Request, request_id: str) -> tuple[Fault, Any] | Response:
         """Shared front half of both endpoints: fault parse, auth, latency, faults, body validation.
@@ -97,8 +112,7 @@ class Simulator:
                 return error_response(504, "api_error", "hang fault: gave up waiting (simulated)", request_id)
             if fault.error is not None:
                 status, error_type, message = ERROR_FAULTS[fault.error]
-                extra = {"retry-after": "1"} if status == 429 else {}
-                return error_response(status, error_type, message, request_id, **extra)
+                return error_response(status, error_type, message, request_id, **fault.error_headers(status))
             if fault.slow_ms:
                 await asyncio.sleep(fault.slow_ms / 1000)
         raw = await request.body()
@@ -142,6 +156,12 @@ class Simulator:
         return _json_response({"input_tokens": count_input_tokens(body)}, request_id)
 
 
+def _attempt_number(request: Request) -> int:
+    """The request's attempt number within its logical call (0 = first try), from the SDK's retry counter."""
+    value = request.headers.get(ATTEMPT_HEADER, "0").strip()
+    return int(value) if value.isdigit() else 0
+
+
 async def healthz(_: Request) -> Response:
     """GET /healthz: liveness for the dev stack's launcher."""
     return Response(b'{"status":"ok"}', media_type=JSON)
@@ -167,6 +187,7 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
         Route("/v1/messages", sim.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", sim.count_tokens, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/_sim/attempts", sim.attempts, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

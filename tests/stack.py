@@ -70,9 +70,13 @@ class Stack:
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self.ports['simulator']}",
             "ANTHROPIC_API_KEY": "simulator",
             "GENERATION_SIMULATED": "1",
-            # Faults must resolve quickly in tests: no SDK retries, a short per-call timeout.
+            # Faults must resolve quickly in tests: a short per-attempt timeout, 3 tries within 3.5 s, short
+            # backoff (tests/generation/test_provider_retries.py reads these and checks what it relies on).
             "GENERATION_ANTHROPIC_TIMEOUT_SECONDS": "2",
-            "GENERATION_ANTHROPIC_MAX_RETRIES": "0",
+            "GENERATION_RETRY_MAX_ATTEMPTS": "3",
+            "GENERATION_RETRY_BUDGET_SECONDS": "3.5",
+            "GENERATION_RETRY_BASE_DELAY_SECONDS": "0.05",
+            "GENERATION_RETRY_MAX_DELAY_SECONDS": "0.2",
             "BILLING_SWEEP_INTERVAL_SECONDS": "0.5",
             "DB_POOL_MAX": "20",
         }

@@ -43,7 +43,7 @@ async def run(settings: GenerationSettings) -> None:
         await apply_migrations(conn, settings.migrations_dir)
     claude = ClaudeClient(
         api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url,
-        timeout=settings.anthropic_timeout_seconds, max_retries=settings.anthropic_max_retries,
+        policy=settings.retry_policy,
     )
     planner = Planner(PriceTable.load(), TemplateStore(), ProjectRepository(pool), settings.max_tokens_cap)
     idempotency = IdempotencyStore(pool)

@@ -94,7 +94,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             log.warning("claude output rejected: %s", exc)
             response.ok = False
             response.error_type = "invalid_output"
-            response.error_message = str(exc)
+            # Not retried (see retry.py); the attempt count still says how the provider got there.
+            response.error_message = f"{exc} (after {reply.attempts} attempt{'s' if reply.attempts != 1 else ''})"
             return response
         response.ok = True
         response.result_json = json.dumps(result, ensure_ascii=False)

@@ -36,7 +36,7 @@ FAULTS: dict[str, tuple[int, str, bool]] = {
     "hang": (504, "timeout", False),
     "bad_schema": (502, "invalid_output", False),
 }
-#: Endpoints each fault is tried on (hang waits out the 2 s Claude timeout, so it gets fewer).
+#: Endpoints each fault is tried on (hang waits out the retry budget, so it gets fewer).
 FAULT_ENDPOINTS = {
     "hang": ["/api/generate-structure", "/api/generate-scene"],
 }

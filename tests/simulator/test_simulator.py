@@ -294,6 +294,55 @@ async def test_unknown_fault(client: anthropic.AsyncAnthropic) -> None:
         await client.messages.create(**_fault("explode"))
 
 
+def _attempt(spec: str, attempt: int) -> dict[str, Any]:
+    """A small request whose attempt number is set as a client with its own retry loop sets it."""
+    return {"model": MODEL, "max_tokens": 5, "messages": USER,
+            "extra_headers": {"x-sim-fault": spec, "x-stainless-retry-count": str(attempt)}}
+
+
+async def test_fault_only_first_k_attempts(client: anthropic.AsyncAnthropic) -> None:
+    """`<fault>*K` fails attempts 0..K-1 and answers normally from attempt K on; a request without an attempt
+    number is always a first try, so it always fails."""
+    for spec, error in (("rate_limit*2", anthropic.RateLimitError), ("overloaded*2", anthropic.OverloadedError),
+                        ("server_error*2", anthropic.InternalServerError)):
+        for attempt in (0, 1):
+            with pytest.raises(error):
+                await client.messages.create(**_attempt(spec, attempt))
+        for attempt in (2, 3):
+            ok = await client.messages.create(**_attempt(spec, attempt))
+            assert ok.stop_reason in ("end_turn", "max_tokens"), spec
+        with pytest.raises(error):
+            await client.messages.create(**_fault(spec))
+    with pytest.raises(anthropic.APITimeoutError):
+        await client.with_options(timeout=0.5).messages.create(**_attempt("hang*1", 0))
+    assert (await client.messages.create(**_attempt("hang*1", 1))).content
+
+
+async def test_fault_retry_after_headers(client: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        await client.messages.create(**_fault("rate_limit,retry_after:30"))
+    assert limited.value.response.headers["retry-after"] == "30"
+    with pytest.raises(anthropic.OverloadedError) as overloaded:
+        await client.messages.create(**_fault("overloaded"))
+    assert "retry-after" not in overloaded.value.response.headers  # as the real API's 529s
+    with pytest.raises(anthropic.OverloadedError) as hinted:
+        await client.messages.create(**_fault("overloaded,retry_after_ms:1500"))
+    assert hinted.value.response.headers["retry-after-ms"] == "1500"
+    assert hinted.value.response.headers["retry-after"] == "2"
+
+
+async def test_tagged_attempts_are_recorded(client: anthropic.AsyncAnthropic, sim_url: str) -> None:
+    tag = f"t{random.randrange(10**9)}"
+    for attempt in (0, 1):
+        with pytest.raises(anthropic.RateLimitError):
+            await client.messages.create(**_attempt(f"rate_limit*5,tag:{tag}", attempt))
+    async with httpx.AsyncClient(base_url=sim_url) as http:
+        recorded = (await http.get("/_sim/attempts", params={"tag": tag})).json()["attempts"]
+        assert [a["attempt"] for a in recorded] == [0, 1]
+        assert recorded[0]["at"] <= recorded[1]["at"]
+        assert (await http.get("/_sim/attempts", params={"tag": "other"})).json()["attempts"] == []
+
+
 async def test_startup_fault_and_header_override(start_simulator: Any) -> None:
     with start_simulator(SimulatorSettings(fault="overloaded")) as url:
         async with anthropic.AsyncAnthropic(base_url=url, api_key="sim", max_retries=0) as sdk:
@@ -347,7 +396,12 @@ def test_fault_grammar() -> None:
     assert parse_fault("slow:250").slow_ms == 250
     combined = parse_fault("slow:10, bad_schema")
     assert combined.slow_ms == 10 and combined.bad_schema
-    for bad in ("slow:", "slow:-1", "nope", "rate_limit,overloaded"):
+    limited = parse_fault("rate_limit*2, retry_after:3, tag:abc")
+    assert limited.error == "rate_limit" and limited.limits == (("error", 2),) and limited.tag == "abc"
+    assert limited.for_attempt(1).error == "rate_limit" and limited.for_attempt(2).error is None
+    assert parse_fault("slow:10*1,bad_schema").for_attempt(1) == parse_fault("bad_schema")
+    for bad in ("slow:", "slow:-1", "nope", "rate_limit,overloaded", "rate_limit*0", "rate_limit*x", "hang*",
+                "retry_after:x", "retry_after:1*2", "tag:", "tag:has space", "retry_after_ms:-5"):
         with pytest.raises(FaultSpecError):
             parse_fault(bad)
     with pytest.raises(ValueError):
