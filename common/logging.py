@@ -10,11 +10,22 @@ import logging
 import re
 import sys
 
+#: Every API key we issue is `user_` or `admin_` + 64 lowercase hex (services/auth/keys.py). The patterns
+#: below are deliberately wider than that format, so a key is caught however it arrives: in any case, glued
+#: to other text (no word boundaries), URL-encoded (`user%5F…`), truncated or with characters appended, and
+#: the secret part alone. What is kept (the prefix and 6 hex) is less than the 8 hex operators already see.
+_HEX_RUN = r"[0-9a-fA-F]"
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b((?:user|admin)_[0-9a-f]{6})[0-9a-f]{58}\b"), r"\1…"),
-    (re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{4,}"), "sk-ant-…"),
+    # Values of an api_key query parameter or an X-API-Key header, whatever they contain.
+    (re.compile(r"(?i)(api(?:_|%5f)key(?:=|%3d))[^&\s\"']+"), r"\1…"),
+    (re.compile(r"(?i)(x-api-key['\"]?\s*[:,=]\s*b?['\"]?)[^'\"\s,}&]+"), r"\1…"),
+    # Anything shaped like one of our keys: prefix + at least 13 hex (usernames such as `user_` + 12 hex
+    # stay readable).
+    (re.compile(rf"(?i)((?:user|admin)(?:_|%5f){_HEX_RUN}{{6}}){_HEX_RUN}{{7,}}"), r"\1…"),
+    # A key's secret part on its own: any run of 40+ hex digits (request ids are 32 and stay readable).
+    (re.compile(rf"(?<!{_HEX_RUN})({_HEX_RUN}{{6}}){_HEX_RUN}{{34,}}"), r"\1…"),
+    (re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}"), "sk-ant-…"),
     (re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@"), r"\1****@"),
-    (re.compile(r"(api_key=)[^&\s]+"), r"\1…"),
 ]
 
 
