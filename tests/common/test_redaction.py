@@ -9,12 +9,7 @@ import pytest
 from common.logging import redact
 from edge.access_log import printable
 from services.auth import keys
-
-
-def leaks(key: str, text: str, longest: int = 12) -> list[str]:
-    """Runs of more than `longest` characters of the key's secret part found in `text` (any case)."""
-    secret, lowered = key.split("_", 1)[1], text.lower()
-    return [secret[i:i + longest + 1] for i in range(len(secret) - longest) if secret[i:i + longest + 1] in lowered]
+from tests.helpers import key_leaks
 
 
 def key_forms(key: str) -> dict[str, str]:
@@ -46,7 +41,7 @@ def key_forms(key: str) -> dict[str, str]:
 def test_every_form_of_a_key_is_redacted(is_admin: bool, form: str) -> None:
     key = keys.new_key(is_admin)
     text = key_forms(key)[form]
-    assert leaks(key, redact(f"before {text} after")) == []
+    assert key_leaks(key, redact(f"before {text} after")) == []
 
 
 def test_redaction_keeps_what_operators_need() -> None:
