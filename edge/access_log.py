@@ -60,8 +60,9 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            caller = state.get("caller")
-            log.info(
-                "%s %s %d %.1fms req=%s user=%s", scope["method"], printable(scope["path"]), status,
-                (time.perf_counter() - started) * 1000, request_id or "-", getattr(caller, "id", "-"),
-            )
+            if log.isEnabledFor(logging.INFO):
+                caller = state.get("caller")
+                log.info(
+                    "%s %s %d %.1fms req=%s user=%s", scope["method"], printable(scope["path"]), status,
+                    (time.perf_counter() - started) * 1000, request_id or "-", getattr(caller, "id", "-"),
+                )
