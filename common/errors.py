@@ -16,6 +16,8 @@ from typing import Any
 import asyncpg
 import grpc
 
+from common.logging import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,8 @@ def _wrap(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> C
         try:
             return await inner(request, context)
         except DomainError as exc:
-            await context.abort(exc.code, exc.message)
+            # Some messages quote the caller's input (a template id, a model): never send a key back.
+            await context.abort(exc.code, redact(exc.message))
         except _DB_DOWN as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             await context.abort(grpc.StatusCode.UNAVAILABLE, Unavailable.message)

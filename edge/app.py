@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from edge.access_log import AccessLogMiddleware
 from edge.clients import ServiceClients
 from edge.errors import install_error_handlers
 from edge.json import DecimalJSONResponse
@@ -42,6 +43,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(health.router)
     app.include_router(admin.router)

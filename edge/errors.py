@@ -1,7 +1,9 @@
 """Every error the edge answers, as one exception type with a status and a JSON body, and the one
 place where gRPC statuses from the services become HTTP statuses.
 
-Bodies follow the guide: `{"error": "<short fixed text>", "message": "<detail>", ...}`.
+Bodies follow the guide: `{"error": "<short fixed text>", "message": "<detail>", ...}`. Their texts go
+through `redact`, because some echo what the caller sent (a template id, a model, a field name) and an API
+key pasted into the wrong place must not come back in a body, a proxy's log or a screenshot.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.logging import redact
 from edge.json import DecimalJSONResponse
 
 log = logging.getLogger(__name__)
@@ -25,9 +28,9 @@ class ApiError(Exception):
     def __init__(self, status: int, error: str, message: str | None = None, **extra: Any) -> None:
         self.status = status
         self.headers: dict[str, str] | None = None
-        self.body: dict[str, Any] = {"error": error}
+        self.body: dict[str, Any] = {"error": redact(error)}
         if message is not None:
-            self.body["message"] = message
+            self.body["message"] = redact(message)
         self.body.update(extra)
         super().__init__(error)
 
@@ -72,7 +75,10 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> DecimalJSONResponse:
-        return DecimalJSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        headers = exc.headers
+        if "requestId" in exc.body:  # a metered call's id: the response header and access log use it too
+            headers = {**(headers or {}), "X-Request-ID": str(exc.body["requestId"])}
+        return DecimalJSONResponse(exc.body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> DecimalJSONResponse:
@@ -81,7 +87,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return DecimalJSONResponse(
                 {"error": "Invalid JSON", "message": "The request body is not valid JSON"}, status_code=400
             )
-        fields = [{"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in errors]
+        # Never pydantic's `input` (it echoes the value sent); names and messages redacted, as a field name
+        # can be anything the caller typed.
+        fields = [{"field": redact(_field_name(tuple(e.get("loc", ())))), "message": redact(e.get("msg", "invalid"))}
+                  for e in errors]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return DecimalJSONResponse(
             {"error": "Invalid request", "message": summary, "fields": fields}, status_code=422
@@ -89,5 +98,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> DecimalJSONResponse:
-        text = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
+        text = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code) or redact(str(exc.detail))
         return DecimalJSONResponse({"error": text}, status_code=exc.status_code)

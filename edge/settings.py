@@ -32,3 +32,6 @@ class EdgeSettings(CommonSettings):
     #: disables evict at once). 0 = ask auth on every request.
     key_cache_seconds: float = Field(60.0, ge=0)
     workers: int = Field(1, ge=1)
+    #: One access-log line per request (method, path, status, duration, request id, user id; never the
+    #: query string or a header), on the `edge.access` logger at INFO.
+    access_log: bool = True

@@ -46,3 +46,12 @@ class UserFactory:
 
     def balance(self, user: TestUser) -> Decimal:
         return Decimal(str(self.stats(user)["user"]["credits_remaining"]))
+
+
+def key_leaks(key: str, text: str, longest: int = 12) -> list[str]:
+    """Pieces of more than `longest` characters of the key's secret part found in `text`, in any case.
+
+    Empty means the key is not there, not even in part (a display prefix is 8 hex: allowed)."""
+    secret, lowered = key.split("_", 1)[1].lower(), text.lower()
+    size = longest + 1
+    return [secret[i:i + size] for i in range(len(secret) - longest) if secret[i:i + size] in lowered]

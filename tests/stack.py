@@ -46,7 +46,8 @@ class Stack:
     def addr(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
 
-    def start(self) -> Stack:
+    def start(self, overrides: dict[str, str] | None = None) -> Stack:
+        """Start everything; `overrides` replace environment settings for every process."""
         self.postgres = EmbeddedPostgres(self.data_dir, free_port())
         self.dsn = self.postgres.start()
         result = asyncio.run(bootstrap(self.dsn, REPO_ROOT / "migrations", "admin", "admin@example.test"))
@@ -79,6 +80,7 @@ class Stack:
             "GENERATION_RETRY_MAX_DELAY_SECONDS": "0.2",
             "BILLING_SWEEP_INTERVAL_SECONDS": "0.5",
             "DB_POOL_MAX": "20",
+            **(overrides or {}),
         }
         commands = {
             "simulator": [sys.executable, "-m", "simulator"],

@@ -8,7 +8,8 @@ VALUES ($1, $2, $3, $4, $5)
 RETURNING {USER_COLUMNS}
 """
 
-USER_BY_KEY_HASH = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE api_key_hash = $1"
+#: Returns the stored hash too, for the constant-time comparison after the lookup.
+USER_BY_KEY_HASH = f"SELECT {USER_COLUMNS}, api_key_hash FROM user_accounts WHERE api_key_hash = $1"
 USER_BY_ID = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE id = $1"
 USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE lower(username) = lower($1)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,11 +70,20 @@ class AuthRepository:
         return UserRecord.from_row(row), key
 
     async def user_for_key(self, key: str) -> UserRecord | None:
-        """The enabled user owning this key, or None (unknown, malformed or disabled)."""
+        """The enabled user owning this key, or None (unknown, malformed or disabled).
+
+        The lookup is by SHA-256 digest, so the index compares digests, never keys: timing it tells an
+        attacker at most how many leading bytes of *a digest* matched, which gives nothing towards a key
+        (finding a key for a chosen digest prefix is a preimage search). The final equality decision is
+        still made with `hmac.compare_digest`, so it is constant-time whatever the index did.
+        """
         if not keys.looks_like_key(key):
             return None
-        row = await self._pool.fetchrow(queries.USER_BY_KEY_HASH, keys.key_hash(key))
-        if row is None or row["disabled_at"] is not None:
+        digest = keys.key_hash(key)
+        row = await self._pool.fetchrow(queries.USER_BY_KEY_HASH, digest)
+        if row is None or not hmac.compare_digest(bytes(row["api_key_hash"]), digest):
+            return None
+        if row["disabled_at"] is not None:
             return None
         return UserRecord.from_row(row)
 
