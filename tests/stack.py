@@ -74,6 +74,10 @@ class Stack:
             "GENERATION_ANTHROPIC_TIMEOUT_SECONDS": "2",
             "GENERATION_ANTHROPIC_MAX_RETRIES": "0",
             "BILLING_SWEEP_INTERVAL_SECONDS": "0.5",
+            # The production rate-limit defaults, stated so the suite runs with limits in force; tests
+            # that need more for one user switch that user's limits off through the admin API.
+            "BILLING_DEFAULT_REQUESTS_PER_MINUTE": "60",
+            "BILLING_DEFAULT_MAX_CONCURRENT": "5",
             "DB_POOL_MAX": "20",
         }
         commands = {

@@ -37,6 +37,7 @@ def reconcile() -> None:
         typer.echo(
             f"user {d.user_id}: available {d.available} vs ledger {d.ledger_available}; "
             f"held {d.held} vs pending holds {d.pending_held}; "
+            f"holds_open {d.holds_open} vs pending holds {d.pending_holds}; "
             f"purchased {d.total_credits_purchased} vs ledger {d.ledger_purchased}; "
             f"usage ledger {d.ledger_usage} vs usage_logs {d.logged_usage}; "
             f"ledger rows consistent: {d.rows_consistent}"

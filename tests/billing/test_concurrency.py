@@ -23,6 +23,10 @@ async def test_200_simultaneous_reserves_exactly_n_succeed(stack: Stack, db: asy
     user_id = 900_000_000 + uuid.uuid4().int % 100_000_000
     async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
         stub = billing_pb2_grpc.BillingStub(channel)
+        # This test is about overdraw, not the rate limiter: 200 at once is far over the default limits.
+        no_limit = billing_pb2.LimitValue(limit=0)
+        await stub.SetLimits(billing_pb2.SetLimitsRequest(user_id=user_id, requests_per_minute=no_limit,
+                                                          max_concurrent=no_limit))
         await stub.Grant(billing_pb2.GrantRequest(user_id=user_id, credits=str(HOLD * N),
                                                   idempotency_key=f"conc-{user_id}"))
         observed: list[Decimal] = []
