@@ -50,12 +50,18 @@ RETURNING id
 #: then tat := max(tat, now) + T. The clock is read after the lock is granted (clock_timestamp()), so
 #: a reserve that queued on the lock is judged at the moment it decides.
 #:
+#: The new values are computed from the locked row (v.*), never from the UPDATE's own scan (a.*): that
+#: scan reads the statement's snapshot, which can predate a settle that committed while this statement
+#: waited for the lock, and PostgreSQL checks constraints on a row projected from that stale version
+#: before it notices the newer one (EvalPlanQual) — a spurious overdraft CHECK failure. v.* is the
+#: newest version and nobody else can change it until this statement commits.
+#:
 #: $1 hold id, $2 user, $3 amount, $4 ttl seconds, $5 endpoint, $6 request id,
 #: $7 default requests per minute, $8 default max concurrent (0 = no limit).
 #: No row back = no account (insufficient credits).
 RESERVE = """
 WITH locked AS (
-    SELECT user_id, available, unlimited, holds_open, rate_tat,
+    SELECT user_id, available, held, unlimited, holds_open, rate_tat,
            COALESCE(requests_per_minute, $7::integer) AS rpm, COALESCE(max_concurrent, $8::integer) AS concurrent
     FROM credit_accounts WHERE user_id = $2
     FOR UPDATE
@@ -75,8 +81,8 @@ WITH locked AS (
     FROM clocked c
 ), acct AS (
     UPDATE credit_accounts a
-    SET available = a.available - $3, held = a.held + $3, holds_open = a.holds_open + 1,
-        rate_tat = CASE WHEN v.unlimited OR v.rpm = 0 THEN a.rate_tat ELSE v.next_tat END,
+    SET available = v.available - $3, held = v.held + $3, holds_open = v.holds_open + 1,
+        rate_tat = CASE WHEN v.unlimited OR v.rpm = 0 THEN v.rate_tat ELSE v.next_tat END,
         updated_at = now()
     FROM verdict v
     WHERE a.user_id = v.user_id AND v.reason = 'ok'
