@@ -222,9 +222,11 @@ async def test_max_concurrent_never_exceeded_across_two_replicas(replicas: list[
     cap = 3
     uid = await _account(replicas[0], rpm=NO_LIMIT, concurrent=limit(cap))
     seen: list[tuple[int, int]] = []
+    stop = asyncio.Event()
 
     async def watch() -> None:
-        while True:
+        # Stopped by a flag, not cancelled: a cancelled query would leave `db` busy for the checks below.
+        while not stop.is_set():
             seen.append(await _pending(db, uid))
             await asyncio.sleep(0.002)
 
@@ -250,7 +252,8 @@ async def test_max_concurrent_never_exceeded_across_two_replicas(replicas: list[
         results = await asyncio.gather(*releases, *[reserve_then_release(i) for i in range(80)])
         assert any(r is True for r in results[cap:]), "released slots are reused"
     finally:
-        watcher.cancel()
+        stop.set()
+        await watcher
     assert seen and max(open_ for open_, _ in seen) <= cap and max(p for _, p in seen) <= cap
     assert await _pending(db, uid) == (0, 0)
     await _assert_clean(repo, db, uid)
