@@ -278,6 +278,9 @@ async def test_insufficient_credits_is_not_a_rate_limit(billing: Stub, db: async
     assert not poor.ok and poor.reason == Reason.INSUFFICIENT_CREDITS and poor.retry_after_seconds == 0
     assert await db.fetchval("SELECT rate_tat FROM credit_accounts WHERE user_id = $1", uid) is None
     assert (await _reserve(billing, uid, "1")).ok, "the refused call took no token"
+    # Now over both limits and unable to pay: told to buy credits (waiting would not help), not to wait.
+    both = await _reserve(billing, uid, "5")
+    assert not both.ok and both.reason == Reason.INSUFFICIENT_CREDITS
     missing = await _reserve(billing, _uid())
     assert not missing.ok and missing.reason == Reason.INSUFFICIENT_CREDITS
 

@@ -185,12 +185,15 @@ async def test_max_concurrent_with_slow_calls(stack: Stack, client: httpx.Client
 
 # -- the admin is exempt ----------------------------------------------------------------------------
 
-def test_admin_is_exempt(client: httpx.Client, admin_headers: dict[str, str]) -> None:
+async def test_admin_is_exempt(stack: Stack, client: httpx.Client, admin_headers: dict[str, str]) -> None:
     limits = set_limits(client, admin_headers, "admin", requests_per_minute=1, max_concurrent=1)
     try:
         assert limits["exempt"] is True
-        for _ in range(3):
-            response = client.post("/api/generate-structure", headers=admin_headers, json=STRUCTURE)
+        slow = {**admin_headers, "X-Sim-Fault": "slow:500"}
+        async with httpx.AsyncClient(base_url=stack.edge_url, timeout=60) as http:
+            responses = await asyncio.gather(*[http.post("/api/generate-structure", headers=slow, json=STRUCTURE)
+                                               for _ in range(3)])
+        for response in responses:
             assert response.status_code == 200, response.text
             assert response.headers["X-Credits-Remaining"] == "unlimited"
     finally:
