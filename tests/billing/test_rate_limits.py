@@ -367,3 +367,23 @@ async def test_migration_backfills_holds_open(fresh_dsn: str, tmp_path: Path) ->
         assert await pool.fetchval("SELECT holds_open FROM credit_accounts WHERE user_id = 1") == 1
     finally:
         await pool.close()
+
+
+async def test_operator_cli_shows_and_sets_limits(stack: Stack, billing: Stub) -> None:
+    uid = await _account(billing, concurrent=limit(4))
+    env = {**stack.env, "DATABASE_URL": stack.dsn}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.billing.cli", "limits", str(uid), *args], env=env,
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+
+    shown = cli()
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "requests per minute 60 (default); max concurrent 4 (set); in flight 0"
+    changed = cli("--rpm", "0", "--concurrent", "default")
+    assert changed.returncode == 0, changed.stderr
+    assert "requests per minute no limit (set); max concurrent 5 (default)" in changed.stdout
+    stored = await billing.GetLimits(billing_pb2.UserRef(user_id=uid))
+    assert stored.requests_per_minute == 0 and not stored.HasField("max_concurrent")
+    assert cli("--rpm", "lots").returncode != 0
+    assert await billing.GetLimits(billing_pb2.UserRef(user_id=uid)) == stored
