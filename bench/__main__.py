@@ -340,6 +340,11 @@ async def bench(stack: BenchStack, args: argparse.Namespace) -> list[dict[str, A
         if response.status_code != 201:
             raise RuntimeError(f"create-user failed: {response.status_code} {response.text[:300]}")
         key = response.json()["user"]["api_key"]
+        # Measure the pipeline, not the rate limiter: the bench user's limits are off (0 = no limit).
+        response = await admin.put("/api/admin/users/bench/limits", headers={"X-API-Key": stack.admin_key},
+                                   json={"requests_per_minute": 0, "max_concurrent": 0})
+        if response.status_code != 200:
+            raise RuntimeError(f"setting limits failed: {response.status_code} {response.text[:300]}")
     model = PriceTable.load().resolve("").id
     levels = []
     async with httpx.AsyncClient(base_url=stack.edge_url, timeout=60, headers={"X-API-Key": key}) as http:

@@ -1,7 +1,7 @@
 """The metered call, coordinated by the edge (TigerBeetle-style two-phase transfer around Claude):
 
     Prepare (generation: validate input, bound the worst case; nothing held yet)
-    → Reserve max(endpoint minimum, worst case)      (billing: pending hold, or 402)
+    → Reserve max(endpoint minimum, worst case)      (billing: pending hold, or 402, or 429 over a rate limit)
     → Execute                                        (generation: Claude, validate, save)
     → Commit actual cost | Release on any failure    (billing: post or void + usage row)
 
@@ -31,6 +31,7 @@ from edge.clients import ServiceClients
 from edge.errors import ApiError, from_grpc
 from edge.json import DecimalJSONResponse
 from edge.metrics import CREDITS_CHARGED, GENERATIONS, LATENCY, TOKENS
+from edge.rate_limits import RATE_LIMITS, rate_limited
 from edge.security import Caller
 from protos import billing_pb2, generation_pb2
 
@@ -100,6 +101,8 @@ async def run_metered(
         billing_pb2.ReserveRequest(hold_id=hold_id, user_id=caller.id, amount=to_wire(required), endpoint=endpoint,
                                    request_id=request_id),
     )
+    if not reserved.ok and reserved.reason in RATE_LIMITS:
+        raise rate_limited(caller.id, endpoint, reserved)
     if not reserved.ok:
         await asyncio.shield(_abandon(clients, gen_request))
         GENERATIONS.labels(endpoint, "insufficient_credits").inc()

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from common.money import MAX_AMOUNT
+from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
+from common.rate_limits import MAX_REQUESTS_PER_MINUTE
 
 
 def _json_number(value: Any) -> Any:
@@ -41,6 +43,14 @@ class GrantCreditsBody(StrictBody):
     credits: Annotated[Credits, Field(gt=0)]
     notes: Annotated[str, StringConstraints(max_length=1000)] = ""
     type: Literal["grant", "purchase", "refund"] = "grant"
+
+
+class LimitsBody(StrictBody):
+    """PUT /api/admin/users/{username}/limits. A field left out is kept; null = the service default;
+    0 = no limit. Strict: whole JSON numbers only (no strings, floats or booleans)."""
+
+    requests_per_minute: Annotated[int, Field(ge=0, le=MAX_REQUESTS_PER_MINUTE)] | None = None
+    max_concurrent: Annotated[int, Field(ge=0, le=MAX_CONCURRENT_LIMIT)] | None = None
 
 
 # -- generation ------------------------------------------------------------------------------------

@@ -79,6 +79,10 @@ class Stack:
             "GENERATION_RETRY_BASE_DELAY_SECONDS": "0.05",
             "GENERATION_RETRY_MAX_DELAY_SECONDS": "0.2",
             "BILLING_SWEEP_INTERVAL_SECONDS": "0.5",
+            # The production rate-limit defaults, stated so the suite runs with limits in force; tests
+            # that need more for one user switch that user's limits off through the admin API.
+            "BILLING_DEFAULT_REQUESTS_PER_MINUTE": "60",
+            "BILLING_DEFAULT_MAX_CONCURRENT": "5",
             "DB_POOL_MAX": "20",
             **(overrides or {}),
         }

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from common.money import from_wire, to_wire
 from edge.errors import ApiError
 from edge.json import DecimalJSONResponse
+from edge.rate_limits import limits_body
 from edge.routes.stats import usage_stats_body
-from edge.schemas import CreateUserBody, GrantCreditsBody
+from edge.schemas import CreateUserBody, GrantCreditsBody, LimitsBody
 from edge.security import Caller, require_admin
 from protos import auth_pb2, billing_pb2
 
@@ -175,3 +176,39 @@ async def enable_user(username: str, request: Request, admin: Admin) -> DecimalJ
     clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.EnableUser, auth_pb2.GetUserRequest(username=username))
     return DecimalJSONResponse({"message": "User enabled", "username": user.username, "disabled": False})
+
+
+@router.get("/users/{username}/limits")
+async def get_limits(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+    """The user's rate limits: stored (null = the service default) and effective (0 = no limit)."""
+    clients = request.app.state.clients
+    user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
+    limits = await clients.call("billing", clients.billing.GetLimits, billing_pb2.UserRef(user_id=user.id))
+    return DecimalJSONResponse({"username": user.username, **limits_body(limits)})
+
+
+def _limit_value(body: LimitsBody, name: str) -> billing_pb2.LimitValue | None:
+    """A field left out of the body → None (keep); null → the default; a number → that limit."""
+    if name not in body.model_fields_set:
+        return None
+    value = getattr(body, name)
+    return billing_pb2.LimitValue(use_default=True) if value is None else billing_pb2.LimitValue(limit=value)
+
+
+@router.put("/users/{username}/limits")
+async def set_limits(username: str, body: LimitsBody, request: Request, admin: Admin) -> DecimalJSONResponse:
+    """Set the user's rate limits (absent = keep, null = the service default, 0 = no limit).
+
+    Takes effect on the user's next call on every replica: billing reads the limits in the same locked
+    statement that places each hold.
+    """
+    clients = request.app.state.clients
+    user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
+    update = billing_pb2.SetLimitsRequest(
+        user_id=user.id,
+        requests_per_minute=_limit_value(body, "requests_per_minute"),
+        max_concurrent=_limit_value(body, "max_concurrent"),
+    )
+    limits = await clients.call_idempotent("billing", clients.billing.SetLimits, update,
+                                           retry_for=BILLING_RETRY_SECONDS)
+    return DecimalJSONResponse({"message": "Limits updated", "username": user.username, **limits_body(limits)})

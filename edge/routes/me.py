@@ -1,4 +1,4 @@
-"""Self-service: a user's own stats and ledger."""
+"""Self-service: a user's own stats, ledger and rate limits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from common.money import from_wire
 from edge.json import DecimalJSONResponse
+from edge.rate_limits import limits_body
 from edge.routes.stats import usage_stats_body
 from edge.security import Caller, current_user
 from protos import billing_pb2
@@ -19,6 +20,14 @@ User = Annotated[Caller, Depends(current_user)]
 @router.get("/my-stats")
 async def my_stats(request: Request, caller: User) -> DecimalJSONResponse:
     return DecimalJSONResponse(await usage_stats_body(request.app.state.clients, caller.id, caller.username))
+
+
+@router.get("/my-limits")
+async def my_limits(request: Request, caller: User) -> DecimalJSONResponse:
+    """The caller's own rate limits, so a client can pace itself instead of meeting 429s."""
+    clients = request.app.state.clients
+    limits = await clients.call("billing", clients.billing.GetLimits, billing_pb2.UserRef(user_id=caller.id))
+    return DecimalJSONResponse({"username": caller.username, **limits_body(limits)})
 
 
 @router.get("/my-transactions")

@@ -10,7 +10,7 @@ import typer
 
 from common.cli import run_with_repository
 from common.money import for_json
-from services.billing.repository import BillingRepository
+from services.billing.repository import KEEP, BillingRepository, LimitSetting
 from services.billing.settings import BillingSettings
 
 app = typer.Typer(help="Billing service: credits, holds and the ledger.", no_args_is_help=True)
@@ -18,7 +18,22 @@ T = TypeVar("T")
 
 
 def _with_repo(action: Callable[[BillingRepository], Awaitable[T]]) -> T:
-    return run_with_repository(BillingSettings(), BillingRepository, action)
+    settings = BillingSettings()
+    return run_with_repository(
+        settings, lambda pool: BillingRepository(pool, limit_defaults=settings.limit_defaults), action
+    )
+
+
+def _limit_option(value: str | None) -> LimitSetting:
+    """CLI text → a limit: absent = keep, "default" = the service default, a number (0 = no limit)."""
+    if value is None:
+        return KEEP
+    if value == "default":
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise typer.BadParameter("a whole number (0 = no limit) or 'default'") from exc
 
 
 @app.command()
@@ -37,6 +52,7 @@ def reconcile() -> None:
         typer.echo(
             f"user {d.user_id}: available {d.available} vs ledger {d.ledger_available}; "
             f"held {d.held} vs pending holds {d.pending_held}; "
+            f"holds_open {d.holds_open} vs pending holds {d.pending_holds}; "
             f"purchased {d.total_credits_purchased} vs ledger {d.ledger_purchased}; "
             f"usage ledger {d.ledger_usage} vs usage_logs {d.logged_usage}; "
             f"ledger rows consistent: {d.rows_consistent}"
@@ -72,6 +88,30 @@ def balance(user_id: int) -> None:
     typer.echo(
         f"available {for_json(b.available)} held {for_json(b.held)} "
         f"purchased {for_json(b.total_credits_purchased)} unlimited {b.unlimited}"
+    )
+
+
+@app.command()
+def limits(
+    user_id: int,
+    requests_per_minute: str | None = typer.Option(None, "--rpm", help="N, 0 (no limit) or 'default'"),
+    max_concurrent: str | None = typer.Option(None, "--concurrent", help="N, 0 (no limit) or 'default'"),
+) -> None:
+    """Show a user's rate limits, or change them (options left out are kept)."""
+    rpm, concurrent = _limit_option(requests_per_minute), _limit_option(max_concurrent)
+    if rpm is KEEP and concurrent is KEEP:
+        result = _with_repo(lambda repo: repo.limits(user_id))
+    else:
+        result = _with_repo(lambda repo: repo.set_limits(user_id, requests_per_minute=rpm, max_concurrent=concurrent))
+
+    def show(stored: int | None, effective: int) -> str:
+        shown = "no limit" if effective == 0 else str(effective)
+        return f"{shown} ({'default' if stored is None else 'set'})"
+
+    typer.echo(
+        f"requests per minute {show(result.requests_per_minute, result.effective_requests_per_minute)}; "
+        f"max concurrent {show(result.max_concurrent, result.effective_max_concurrent)}; "
+        f"in flight {result.holds_open}{'; exempt (unlimited account)' if result.exempt else ''}"
     )
 
 

@@ -38,15 +38,55 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id
 """
 
-#: One atomic conditional statement: move available → held only if it fits (or the account is
-#: unlimited), record the pending hold and its ledger row. No row back = insufficient credits.
-#: $1 hold id, $2 user, $3 amount, $4 ttl seconds, $5 endpoint, $6 request id
+#: One atomic statement, one round trip: lock the account row, decide, and only if the verdict is `ok`
+#: move available → held, count the hold in `holds_open`, advance the rate limiter, record the pending
+#: hold and its ledger row. Deciding on the *locked* row (the newest version, which nobody else can change
+#: until this commits) makes the limits exact across replicas: reserves for one user queue on that lock.
+#: Checked in order: insufficient_credits, max_concurrent, requests_per_minute (a call that could never be
+#: paid for is told so, and a refused call takes no rate token). Unlimited accounts are exempt from all.
+#:
+#: requests_per_minute is a GCRA with a burst of one minute's worth: T = 60 s / rpm (floored to whole
+#: microseconds so that exactly rpm fit in a burst); allowed iff max(tat, now) + T - now <= 60 s, and
+#: then tat := max(tat, now) + T. The clock is read after the lock is granted (clock_timestamp()), so
+#: a reserve that queued on the lock is judged at the moment it decides.
+#:
+#: The new values are computed from the locked row (v.*), never from the UPDATE's own scan (a.*): that
+#: scan reads the statement's snapshot, which can predate a settle that committed while this statement
+#: waited for the lock, and PostgreSQL checks constraints on a row projected from that stale version
+#: before it notices the newer one (EvalPlanQual) — a spurious overdraft CHECK failure. v.* is the
+#: newest version and nobody else can change it until this statement commits.
+#:
+#: $1 hold id, $2 user, $3 amount, $4 ttl seconds, $5 endpoint, $6 request id,
+#: $7 default requests per minute, $8 default max concurrent (0 = no limit).
+#: No row back = no account (insufficient credits).
 RESERVE = """
-WITH acct AS (
-    UPDATE credit_accounts
-    SET available = available - $3, held = held + $3, updated_at = now()
-    WHERE user_id = $2 AND (unlimited OR available >= $3)
-    RETURNING available, unlimited
+WITH locked AS (
+    SELECT user_id, available, held, unlimited, holds_open, rate_tat,
+           COALESCE(requests_per_minute, $7::integer) AS rpm, COALESCE(max_concurrent, $8::integer) AS concurrent
+    FROM credit_accounts WHERE user_id = $2
+    FOR UPDATE
+), clocked AS (
+    SELECT l.*, clock_timestamp() AS at,
+           CASE WHEN l.rpm > 0 THEN (60000000 / l.rpm) * interval '1 microsecond' END AS emission
+    FROM locked l
+), verdict AS (
+    SELECT c.*,
+           greatest(c.rate_tat, c.at) + c.emission AS next_tat,
+           CASE WHEN c.unlimited THEN 'ok'
+                WHEN c.available < $3 THEN 'insufficient_credits'
+                WHEN c.concurrent > 0 AND c.holds_open >= c.concurrent THEN 'max_concurrent'
+                WHEN c.rpm > 0 AND greatest(c.rate_tat, c.at) + c.emission - c.at > interval '60 seconds'
+                    THEN 'requests_per_minute'
+                ELSE 'ok' END AS reason
+    FROM clocked c
+), acct AS (
+    UPDATE credit_accounts a
+    SET available = v.available - $3, held = v.held + $3, holds_open = v.holds_open + 1,
+        rate_tat = CASE WHEN v.unlimited OR v.rpm = 0 THEN v.rate_tat ELSE v.next_tat END,
+        updated_at = now()
+    FROM verdict v
+    WHERE a.user_id = v.user_id AND v.reason = 'ok'
+    RETURNING a.available, a.unlimited
 ), hold AS (
     INSERT INTO credit_holds (id, user_id, amount, endpoint, request_id, expires_at)
     SELECT $1, $2, $3, $5, $6, now() + make_interval(secs => $4) FROM acct
@@ -55,7 +95,31 @@ WITH acct AS (
     INSERT INTO credit_transactions (user_id, transaction_type, credits_amount, balance_before, balance_after, hold_id)
     SELECT $2, 'hold', -$3, acct.available + $3, acct.available, hold.id FROM acct, hold
 )
-SELECT available, unlimited FROM acct
+SELECT v.reason, COALESCE(acct.available, v.available) AS available, v.unlimited,
+       CASE v.reason
+           WHEN 'max_concurrent' THEN 1
+           WHEN 'requests_per_minute' THEN greatest(1, ceil(extract(epoch FROM
+               v.next_tat - v.at - interval '60 seconds')))::integer
+           ELSE 0 END AS retry_after
+FROM verdict v LEFT JOIN acct ON true
+"""
+
+#: $1 user. The stored limits (NULL = the service default) and the pending-hold count.
+LIMITS = """
+SELECT user_id, requests_per_minute, max_concurrent, holds_open, unlimited FROM credit_accounts WHERE user_id = $1
+"""
+
+#: $1 user; $2/$4 whether to change requests_per_minute/max_concurrent, $3/$5 the new value (NULL = default).
+#: Creates the account if needed, so limits can be set before the first grant.
+SET_LIMITS = """
+INSERT INTO credit_accounts (user_id, requests_per_minute, max_concurrent)
+VALUES ($1, CASE WHEN $2 THEN $3::integer END, CASE WHEN $4 THEN $5::integer END)
+ON CONFLICT (user_id) DO UPDATE
+SET requests_per_minute = CASE WHEN $2 THEN EXCLUDED.requests_per_minute
+                               ELSE credit_accounts.requests_per_minute END,
+    max_concurrent = CASE WHEN $4 THEN EXCLUDED.max_concurrent ELSE credit_accounts.max_concurrent END,
+    updated_at = now()
+RETURNING user_id, requests_per_minute, max_concurrent, holds_open, unlimited
 """
 
 HOLD = """
@@ -122,7 +186,7 @@ WITH ledger AS (
            bool_and(balance_after = balance_before + credits_amount) AS rows_consistent
     FROM credit_transactions GROUP BY user_id
 ), pending AS (
-    SELECT h.user_id, sum(h.amount) AS held
+    SELECT h.user_id, sum(h.amount) AS held, count(*) AS holds
     FROM credit_holds h
     WHERE NOT EXISTS (SELECT 1 FROM credit_hold_resolutions r WHERE r.hold_id = h.id)
     GROUP BY h.user_id
@@ -135,6 +199,7 @@ WITH ledger AS (
 SELECT a.user_id,
        a.available, COALESCE(l.available, 0) AS ledger_available,
        a.held, COALESCE(p.held, 0) AS pending_held,
+       a.holds_open, COALESCE(p.holds, 0) AS pending_holds,
        a.total_credits_purchased, COALESCE(l.purchased, 0) AS ledger_purchased,
        COALESCE(c.usage, 0) AS ledger_usage, COALESCE(g.usage, 0) AS logged_usage,
        COALESCE(l.rows_consistent, true) AS rows_consistent
@@ -145,6 +210,7 @@ LEFT JOIN charged c ON c.user_id = a.user_id
 LEFT JOIN logged g ON g.user_id = a.user_id
 WHERE a.available <> COALESCE(l.available, 0)
    OR a.held <> COALESCE(p.held, 0)
+   OR a.holds_open <> COALESCE(p.holds, 0)
    OR a.total_credits_purchased <> COALESCE(l.purchased, 0)
    OR COALESCE(c.usage, 0) <> COALESCE(g.usage, 0)
    OR NOT COALESCE(l.rows_consistent, true)

@@ -7,6 +7,7 @@ re-derives (`reconcile`). asyncpg errors become billing domain errors here.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,6 +15,8 @@ from decimal import Decimal
 import asyncpg
 
 from common.money import ZERO, InvalidAmount, parse_credits
+from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
+from common.rate_limits import MAX_REQUESTS_PER_MINUTE
 from services.billing import queries
 from services.billing.errors import (
     ExceedsPendingAmount,
@@ -55,12 +58,52 @@ class GrantResult:
     replayed: bool
 
 
+#: Why a reserve was refused (or `ok`); the rate-limit reasons name the limit that was hit.
+OK = "ok"
+INSUFFICIENT_CREDITS = "insufficient_credits"
+REQUESTS_PER_MINUTE = "requests_per_minute"
+MAX_CONCURRENT = "max_concurrent"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDefaults:
+    """The limits for accounts that have none of their own; 0 = no limit."""
+
+    requests_per_minute: int = 60
+    max_concurrent: int = 5
+
+
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
     ok: bool
     available: Decimal
     required: Decimal
     unlimited: bool
+    reason: str = OK  # ok | insufficient_credits | requests_per_minute | max_concurrent
+    retry_after_seconds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A user's stored limits (None = the service default) and what is in force now."""
+
+    user_id: int
+    requests_per_minute: int | None
+    max_concurrent: int | None
+    effective_requests_per_minute: int
+    effective_max_concurrent: int
+    holds_open: int
+    exempt: bool  # unlimited accounts are never rate limited
+
+
+class Keep(enum.Enum):
+    """SetLimits' "leave this one as it is" (distinct from None, which means "use the default")."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+LimitSetting = int | None | Keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +156,8 @@ class Difference:
     ledger_available: Decimal
     held: Decimal
     pending_held: Decimal
+    holds_open: int
+    pending_holds: int
     total_credits_purchased: Decimal
     ledger_purchased: Decimal
     ledger_usage: Decimal
@@ -127,6 +172,13 @@ def _amount(value: str | Decimal, *, allow_zero: bool = False) -> Decimal:
         raise InvalidCredits(f"Invalid credit amount: {exc}") from exc
 
 
+def _check_limit(name: str, value: LimitSetting, maximum: int) -> None:
+    if value is KEEP or value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise InvalidBillingRequest(f"{name} must be a whole number from 0 (no limit) to {maximum}")
+
+
 def _hold_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -135,10 +187,18 @@ def _hold_id(value: str) -> uuid.UUID:
 
 
 class BillingRepository:
-    def __init__(self, pool: asyncpg.Pool, *, default_ttl_seconds: int = 600, recent_days: int = 30) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        default_ttl_seconds: int = 600,
+        recent_days: int = 30,
+        limit_defaults: LimitDefaults | None = None,
+    ) -> None:
         self._pool = pool
         self._default_ttl = default_ttl_seconds
         self._recent_days = recent_days
+        self._limits = limit_defaults or LimitDefaults()
 
     # -- accounts ----------------------------------------------------------------------------------
     async def open_account(self, user_id: int, unlimited: bool = False) -> Balance:
@@ -217,31 +277,64 @@ class BillingRepository:
         endpoint: str = "",
         request_id: str = "",
     ) -> ReserveResult:
-        """Place a pending hold, atomically and only if it fits. A repeated hold id replays."""
+        """Place a pending hold, atomically and only if it fits and the user's limits allow it.
+
+        A repeated hold id replays the first answer (checked on refusal too: the first hold itself may be
+        what now fills the user's concurrency limit).
+        """
         hid = _hold_id(hold_id)
         value = _amount(amount)
         ttl = ttl_seconds if ttl_seconds > 0 else self._default_ttl
-        for _ in range(3):
-            try:
-                row = await self._pool.fetchrow(
-                    queries.RESERVE, hid, user_id, value, float(ttl), endpoint, request_id
-                )
-            except asyncpg.UniqueViolationError:
-                row = None  # the hold id exists: fall through to the replay below
-            if row is not None:
-                return ReserveResult(ok=True, available=row["available"], required=value, unlimited=row["unlimited"])
-            existing = await self._pool.fetchrow(queries.HOLD, hid)
+        try:
+            row = await self._pool.fetchrow(
+                queries.RESERVE, hid, user_id, value, float(ttl), endpoint, request_id,
+                self._limits.requests_per_minute, self._limits.max_concurrent,
+            )
+        except asyncpg.UniqueViolationError:
+            row = None  # the hold id exists: replay below
+        if row is not None and row["reason"] == OK:
+            return ReserveResult(ok=True, available=row["available"], required=value, unlimited=row["unlimited"])
+        existing = await self._pool.fetchrow(queries.HOLD, hid)
+        if existing is not None:
+            if existing["user_id"] != user_id or existing["amount"] != value:
+                raise IdempotencyConflict("hold_id already used for a different hold")
             balance = await self.balance(user_id)
-            if existing is not None:
-                if existing["user_id"] != user_id or existing["amount"] != value:
-                    raise IdempotencyConflict("hold_id already used for a different hold")
-                return ReserveResult(
-                    ok=True, available=balance.available, required=value, unlimited=balance.unlimited
-                )
-            if balance.available < value:
-                break
-            # Another hold was released between the refusal and this read: the hold may fit now.
-        return ReserveResult(ok=False, available=balance.available, required=value, unlimited=balance.unlimited)
+            return ReserveResult(ok=True, available=balance.available, required=value, unlimited=balance.unlimited)
+        if row is None:  # no account at all
+            return ReserveResult(ok=False, available=ZERO, required=value, unlimited=False,
+                                 reason=INSUFFICIENT_CREDITS)
+        # The verdict was taken under the account's row lock, so the reason is exact (no re-read races).
+        return ReserveResult(ok=False, available=row["available"], required=value, unlimited=row["unlimited"],
+                             reason=row["reason"], retry_after_seconds=row["retry_after"])
+
+    # -- limits ------------------------------------------------------------------------------------
+    def _limits_from_row(self, row: asyncpg.Record | None, user_id: int) -> Limits:
+        rpm = row["requests_per_minute"] if row is not None else None
+        concurrent = row["max_concurrent"] if row is not None else None
+        return Limits(
+            user_id=user_id,
+            requests_per_minute=rpm,
+            max_concurrent=concurrent,
+            effective_requests_per_minute=self._limits.requests_per_minute if rpm is None else rpm,
+            effective_max_concurrent=self._limits.max_concurrent if concurrent is None else concurrent,
+            holds_open=row["holds_open"] if row is not None else 0,
+            exempt=bool(row["unlimited"]) if row is not None else False,
+        )
+
+    async def limits(self, user_id: int) -> Limits:
+        return self._limits_from_row(await self._pool.fetchrow(queries.LIMITS, user_id), user_id)
+
+    async def set_limits(self, user_id: int, *, requests_per_minute: LimitSetting = KEEP,
+                         max_concurrent: LimitSetting = KEEP) -> Limits:
+        """Store a user's limits: an int (0 = no limit), None (= the service default) or KEEP."""
+        _check_limit("requests_per_minute", requests_per_minute, MAX_REQUESTS_PER_MINUTE)
+        _check_limit("max_concurrent", max_concurrent, MAX_CONCURRENT_LIMIT)
+        row = await self._pool.fetchrow(
+            queries.SET_LIMITS, user_id,
+            requests_per_minute is not KEEP, None if requests_per_minute is KEEP else requests_per_minute,
+            max_concurrent is not KEEP, None if max_concurrent is KEEP else max_concurrent,
+        )
+        return self._limits_from_row(row, user_id)
 
     async def commit(self, hold_id: str, amount: str | Decimal, usage: UsageRecord) -> SettleResult:
         """Post the actual cost (at most the hold), release the rest, write the usage row: one transaction."""

@@ -37,7 +37,8 @@ async def run(settings: BillingSettings) -> None:
     async with pool.acquire() as conn:
         await apply_migrations(conn, settings.migrations_dir)
     repository = BillingRepository(
-        pool, default_ttl_seconds=settings.hold_ttl_seconds, recent_days=settings.recent_usage_days
+        pool, default_ttl_seconds=settings.hold_ttl_seconds, recent_days=settings.recent_usage_days,
+        limit_defaults=settings.limit_defaults,
     )
     server, port, health_servicer = create_server(repository, settings.address)
     log.info("billing gRPC listening on %s:%d", settings.host, port)

@@ -7,7 +7,26 @@ import grpc
 from common.money import from_wire, to_wire
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
-from services.billing.repository import Balance, BillingRepository, SettleResult, UsageRecord
+from services.billing.repository import (
+    INSUFFICIENT_CREDITS,
+    KEEP,
+    MAX_CONCURRENT,
+    OK,
+    REQUESTS_PER_MINUTE,
+    Balance,
+    BillingRepository,
+    Limits,
+    LimitSetting,
+    SettleResult,
+    UsageRecord,
+)
+
+_REASONS = {
+    OK: billing_pb2.ReserveResponse.REASON_UNSPECIFIED,
+    INSUFFICIENT_CREDITS: billing_pb2.ReserveResponse.INSUFFICIENT_CREDITS,
+    REQUESTS_PER_MINUTE: billing_pb2.ReserveResponse.REQUESTS_PER_MINUTE,
+    MAX_CONCURRENT: billing_pb2.ReserveResponse.MAX_CONCURRENT,
+}
 
 
 def balance_message(balance: Balance) -> billing_pb2.Balance:
@@ -45,6 +64,31 @@ def settle_message(result: SettleResult) -> billing_pb2.SettleResponse:
     return billing_pb2.SettleResponse(
         outcome=result.outcome, charged=to_wire(result.charged), balance=balance_message(result.balance)
     )
+
+
+def limits_message(limits: Limits) -> billing_pb2.Limits:
+    return billing_pb2.Limits(
+        user_id=limits.user_id,
+        requests_per_minute=limits.requests_per_minute,
+        max_concurrent=limits.max_concurrent,
+        effective_requests_per_minute=limits.effective_requests_per_minute,
+        effective_max_concurrent=limits.effective_max_concurrent,
+        holds_open=limits.holds_open,
+        exempt=limits.exempt,
+    )
+
+
+def _limit_setting(request: billing_pb2.SetLimitsRequest, name: str) -> LimitSetting:
+    """Absent → keep; use_default → None (NULL, the service default); limit → that number (0 = none)."""
+    if not request.HasField(name):
+        return KEEP
+    value: billing_pb2.LimitValue = getattr(request, name)
+    which = value.WhichOneof("value")
+    if which == "limit":
+        return value.limit
+    if which == "use_default" and value.use_default:
+        return None
+    raise InvalidBillingRequest(f"{name}: set either use_default=true or limit")
 
 
 def _user_id(value: int) -> int:
@@ -96,6 +140,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             available=to_wire(result.available),
             required=to_wire(result.required),
             unlimited=result.unlimited,
+            reason=_REASONS[result.reason],
+            retry_after_seconds=result.retry_after_seconds,
         )
 
     async def Commit(
@@ -163,3 +209,16 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
                 for b, n, t, c in totals
             ]
         )
+
+    async def GetLimits(self, request: billing_pb2.UserRef, context: grpc.aio.ServicerContext) -> billing_pb2.Limits:
+        return limits_message(await self._repo.limits(_user_id(request.user_id)))
+
+    async def SetLimits(
+        self, request: billing_pb2.SetLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Limits:
+        limits = await self._repo.set_limits(
+            _user_id(request.user_id),
+            requests_per_minute=_limit_setting(request, "requests_per_minute"),
+            max_concurrent=_limit_setting(request, "max_concurrent"),
+        )
+        return limits_message(limits)

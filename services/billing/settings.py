@@ -3,7 +3,10 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
+from common.rate_limits import MAX_REQUESTS_PER_MINUTE
 from common.settings import DEFAULT_BILLING_PORT, CommonSettings
+from services.billing.repository import LimitDefaults
 
 
 class BillingSettings(CommonSettings):
@@ -17,6 +20,15 @@ class BillingSettings(CommonSettings):
     sweep_interval_seconds: float = Field(5.0, gt=0)
     #: Usage stats' `recentUsage` covers this many days.
     recent_usage_days: int = Field(30, ge=1)
+    #: Per-user rate limits for accounts without their own (`fsg` admin API sets those); 0 = no limit.
+    #: Metered calls per minute, as a GCRA whose burst is one minute's worth.
+    default_requests_per_minute: int = Field(60, ge=0, le=MAX_REQUESTS_PER_MINUTE)
+    #: Metered calls in flight (pending holds) at once.
+    default_max_concurrent: int = Field(5, ge=0, le=MAX_CONCURRENT_LIMIT)
+
+    @property
+    def limit_defaults(self) -> LimitDefaults:
+        return LimitDefaults(self.default_requests_per_minute, self.default_max_concurrent)
 
     @property
     def address(self) -> str:

@@ -23,6 +23,10 @@ async def test_200_simultaneous_reserves_exactly_n_succeed(stack: Stack, db: asy
     user_id = 900_000_000 + uuid.uuid4().int % 100_000_000
     async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
         stub = billing_pb2_grpc.BillingStub(channel)
+        # This test is about overdraw, not the rate limiter: 200 at once is far over the default limits.
+        no_limit = billing_pb2.LimitValue(limit=0)
+        await stub.SetLimits(billing_pb2.SetLimitsRequest(user_id=user_id, requests_per_minute=no_limit,
+                                                          max_concurrent=no_limit))
         await stub.Grant(billing_pb2.GrantRequest(user_id=user_id, credits=str(HOLD * N),
                                                   idempotency_key=f"conc-{user_id}"))
         observed: list[Decimal] = []
@@ -54,3 +58,35 @@ async def test_200_simultaneous_reserves_exactly_n_succeed(stack: Stack, db: asy
     assert [d for d in differences if d.user_id == user_id] == []
     holds = await db.fetchval("SELECT count(*) FROM credit_holds WHERE user_id = $1", user_id)
     assert holds == N
+
+
+async def test_reserves_racing_settlements_near_the_edge(stack: Stack, db: asyncpg.Connection) -> None:
+    """Reserves that queue behind settlements on the account's row lock decide on the newest balance:
+    every reply is a clean ok or insufficient-credits (no error), and the balance never goes negative."""
+    user_id = 900_000_000 + uuid.uuid4().int % 100_000_000
+    async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
+        stub = billing_pb2_grpc.BillingStub(channel)
+        no_limit = billing_pb2.LimitValue(limit=0)
+        await stub.SetLimits(billing_pb2.SetLimitsRequest(user_id=user_id, requests_per_minute=no_limit,
+                                                          max_concurrent=no_limit))
+        await stub.Grant(billing_pb2.GrantRequest(user_id=user_id, credits="100", idempotency_key=f"race-{user_id}"))
+
+        async def worker() -> list[bool]:
+            outcomes = []
+            for _ in range(10):
+                hold = str(uuid.uuid4())
+                reply = await stub.Reserve(billing_pb2.ReserveRequest(hold_id=hold, user_id=user_id, amount="30"))
+                outcomes.append(reply.ok)
+                if reply.ok:
+                    await stub.Commit(billing_pb2.CommitRequest(hold_id=hold, amount="1"))
+                else:
+                    assert reply.reason == billing_pb2.ReserveResponse.INSUFFICIENT_CREDITS
+            return outcomes
+
+        results = [ok for outcomes in await asyncio.gather(*[worker() for _ in range(20)]) for ok in outcomes]
+        balance = await stub.GetBalance(billing_pb2.UserRef(user_id=user_id))
+    charged = sum(results)
+    assert charged >= 1 and Decimal(balance.available) == 100 - charged and Decimal(balance.held) == 0
+    negative = await db.fetchval("SELECT count(*) FROM credit_transactions WHERE user_id = $1 AND balance_after < 0",
+                                 user_id)
+    assert negative == 0
