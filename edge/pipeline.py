@@ -96,15 +96,21 @@ async def run_metered(
     if prepared.idempotent != Idempotent.IDEMPOTENT_NONE and prepared.idempotent != Idempotent.IDEMPOTENT_NEW:
         return await _answer_from_record(clients, gen_request, endpoint, prepared, required)
 
-    reserved = await clients.call(
-        "billing", clients.billing.Reserve,
-        billing_pb2.ReserveRequest(hold_id=hold_id, user_id=caller.id, amount=to_wire(required), endpoint=endpoint,
-                                   request_id=request_id),
-    )
+    try:
+        reserved = await clients.call(
+            "billing", clients.billing.Reserve,
+            billing_pb2.ReserveRequest(hold_id=hold_id, user_id=caller.id, amount=to_wire(required),
+                                       endpoint=endpoint, request_id=request_id),
+        )
+    except BaseException:
+        await asyncio.shield(_abandon(clients, gen_request))
+        raise
+    if not reserved.ok:
+        # Nothing is held: free the key so a retry (after the wait, or a top-up) runs afresh.
+        await asyncio.shield(_abandon(clients, gen_request))
     if not reserved.ok and reserved.reason in RATE_LIMITS:
         raise rate_limited(caller.id, endpoint, reserved)
     if not reserved.ok:
-        await asyncio.shield(_abandon(clients, gen_request))
         GENERATIONS.labels(endpoint, "insufficient_credits").inc()
         log.info("user %d: insufficient credits for %s (required %s, available %s)", caller.id, endpoint,
                  required, reserved.available)
