@@ -8,7 +8,6 @@ import uuid
 from decimal import Decimal
 
 import asyncpg
-import grpc
 
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.repository import BillingRepository
@@ -21,7 +20,7 @@ HOLD = Decimal("2.5000")
 
 async def test_200_simultaneous_reserves_exactly_n_succeed(stack: Stack, db: asyncpg.Connection) -> None:
     user_id = 900_000_000 + uuid.uuid4().int % 100_000_000
-    async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
+    async with stack.channel("billing") as channel:
         stub = billing_pb2_grpc.BillingStub(channel)
         await stub.Grant(billing_pb2.GrantRequest(user_id=user_id, credits=str(HOLD * N),
                                                   idempotency_key=f"conc-{user_id}"))
