@@ -180,50 +180,77 @@ class ServiceTokenInterceptor(grpc.aio.ServerInterceptor):
 
 # -- client side ---------------------------------------------------------------------------------------
 
-class _BearerToken:
-    """Adds the token to a call's metadata."""
+class _WithToken:
+    """A call object factory (multicallable) that adds the token to every call's metadata."""
 
-    def __init__(self, token: str) -> None:
-        self._value = f"Bearer {token}"
+    __slots__ = ("_inner", "_metadata")
 
-    def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        metadata.add(HEADER, self._value)
-        return details._replace(metadata=metadata)
+    def __init__(self, inner: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._inner = inner
+        self._metadata = metadata
 
-
-# One class per call shape, not one class with all four bases: grpc.aio registers an interceptor only
-# for the FIRST shape it is an instance of (an if/elif chain in grpc/aio/_channel.py), so a combined
-# class would silently send streaming calls (the revocation stream, reflection) without the token.
-class _UnaryUnary(_BearerToken, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(client_call_details), request)
+    def __call__(self, *args: Any, metadata: Any = None, **kwargs: Any) -> Any:
+        merged = (*tuple(metadata), *self._metadata) if metadata else self._metadata
+        return self._inner(*args, metadata=merged, **kwargs)
 
 
-class _UnaryStream(_BearerToken, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(client_call_details), request)
+class AuthenticatedChannel(grpc.aio.Channel):
+    """A grpc.aio channel whose every method (so every stub built on it) sends the service token.
 
+    Not grpc.aio client interceptors, on purpose: they cost an extra task and call object per call
+    (≈60 µs of CPU per call, measured) on the edge's hot path, and grpc.aio registers an interceptor
+    that implements several call shapes for the first shape only, so streams silently went without.
+    """
 
-class _StreamUnary(_BearerToken, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, requests: Any) -> Any:
-        return await continuation(self._with_token(client_call_details), requests)
+    def __init__(self, inner: grpc.aio.Channel, token: str) -> None:
+        self._inner = inner
+        self._metadata = ((HEADER, f"Bearer {token}"),)
 
+    async def __aenter__(self) -> AuthenticatedChannel:
+        return self
 
-class _StreamStream(_BearerToken, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, requests: Any) -> Any:
-        return await continuation(self._with_token(client_call_details), requests)
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        await self._inner.close(None)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._inner.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._inner.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._inner.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._inner.channel_ready()
+
+    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                    _registered_method: bool | None = False) -> Any:
+        inner = self._inner.unary_unary(method, request_serializer, response_deserializer, _registered_method)
+        return _WithToken(inner, self._metadata)
+
+    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                     _registered_method: bool | None = False) -> Any:
+        inner = self._inner.unary_stream(method, request_serializer, response_deserializer, _registered_method)
+        return _WithToken(inner, self._metadata)
+
+    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                     _registered_method: bool | None = False) -> Any:
+        inner = self._inner.stream_unary(method, request_serializer, response_deserializer, _registered_method)
+        return _WithToken(inner, self._metadata)
+
+    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
+                      _registered_method: bool | None = False) -> Any:
+        inner = self._inner.stream_stream(method, request_serializer, response_deserializer, _registered_method)
+        return _WithToken(inner, self._metadata)
 
 
 def authenticated_channel(
     target: str, tokens: ServiceTokens | None, options: Sequence[tuple[str, Any]] = ()
 ) -> grpc.aio.Channel:
     """A channel whose every call carries the current service token (plain when auth is off)."""
-    if tokens is None:
-        return grpc.aio.insecure_channel(target, options=list(options))
-    shapes = (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
-    interceptors: list[grpc.aio.ClientInterceptor] = [shape(tokens.current) for shape in shapes]
-    return grpc.aio.insecure_channel(target, options=list(options), interceptors=interceptors)
+    channel = grpc.aio.insecure_channel(target, options=list(options))
+    return channel if tokens is None else AuthenticatedChannel(channel, tokens.current)
 
 
 def tokens_or_exit(settings: CommonSettings) -> ServiceTokens | None:
