@@ -1,7 +1,7 @@
 """Process-wide logging with secret redaction.
 
-API keys, Anthropic keys and passwords in URLs must never reach a log line, whoever logs them
-(our code, asyncpg, uvicorn, grpc), so redaction is a filter on every handler, not a habit.
+API keys, Anthropic keys, the service token and passwords in URLs must never reach a log line, whoever
+logs them (our code, asyncpg, uvicorn, grpc), so redaction is a filter on every handler, not a habit.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{4,}"), "sk-ant-…"),
     (re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@"), r"\1****@"),
     (re.compile(r"(api_key=)[^&\s]+"), r"\1…"),
+    (re.compile(r"\b(bearer\s+)[!-~]+", re.IGNORECASE), r"\1…"),  # the internal service token
 ]
 
 
 def redact(text: str) -> str:
-    """Remove secrets (API keys, provider keys, URL passwords, api_key query values) from text."""
+    """Remove secrets (API keys, provider keys, bearer tokens, URL passwords, api_key query values)."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from common.grpc_server import create_server
+from common.logging import redact
 from common.service_auth import (
     REFUSAL,
     ServiceAuthConfigError,
@@ -218,3 +219,11 @@ def test_a_process_without_a_token_refuses_to_start(module: str) -> None:
                           timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no service token configured" in done.stdout + done.stderr
+
+
+def test_log_redaction_hides_the_service_token() -> None:
+    token = secrets.token_urlsafe(32)
+    for line in (f"metadata: authorization: Bearer {token}", f"('authorization', 'bearer {token}')"):
+        cleaned = redact(line)
+        assert token not in cleaned
+        assert "earer …" in cleaned  # the header stays readable, only the secret goes
