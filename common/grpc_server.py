@@ -1,4 +1,5 @@
-"""The shape every gRPC service shares: a grpc.aio server with the domain-error interceptor, the stock
+"""The shape every gRPC service shares: a grpc.aio server that demands the service token
+(`common.service_auth`) and maps domain errors, the stock
 health servicer and reflection, a database watchdog that flips health to NOT_SERVING while PostgreSQL
 is unreachable, and a graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING first, then in-flight
 calls get `grace` seconds to finish).
@@ -19,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.errors import DomainErrorInterceptor
+from common.service_auth import ServiceTokenInterceptor, ServiceTokens
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,18 @@ def create_server(
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     address: str,
+    *,
+    tokens: ServiceTokens | None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Build (not start) a server with our servicers, health and reflection; returns the bound port."""
+    """Build (not start) a server with our servicers, health and reflection; returns the bound port.
+
+    `tokens` is required (None only when FSG_SERVICE_AUTH=off) so no server is built without deciding.
+    """
+    interceptors: list[grpc.aio.ServerInterceptor] = [DomainErrorInterceptor()]
+    if tokens is not None:
+        interceptors.insert(0, ServiceTokenInterceptor(tokens))  # first: refuse before any other work
     server = grpc.aio.server(
-        interceptors=[DomainErrorInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

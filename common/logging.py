@@ -1,7 +1,7 @@
 """Process-wide logging with secret redaction.
 
-API keys, Anthropic keys and passwords in URLs must never reach a log line, whoever logs them
-(our code, asyncpg, uvicorn, grpc), so redaction is a filter on every handler, not a habit.
+API keys, Anthropic keys, the service token and passwords in URLs must never reach a log line, whoever
+logs them (our code, asyncpg, uvicorn, grpc), so redaction is a filter on every handler, not a habit.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ _PATTERNS: list[tuple[str | None, re.Pattern[str], str]] = [
     (None, re.compile(rf"({_HEX_RUN}{{6}}){_HEX_RUN}{{34,}}"), r"\1…"),
     ("sk-ant-", re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}"), "sk-ant-…"),
     ("://", re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1****@"),
+    # The internal service token in an `authorization: Bearer …` header.
+    ("bearer", re.compile(r"(?i)\b(bearer\s+)[!-~]+"), r"\1…"),
 ]
 
 
 def redact(text: str) -> str:
-    """Remove secrets (API keys, provider keys, URL passwords, api_key query values) from text."""
+    """Remove secrets (API keys, provider keys, bearer tokens, URL passwords, api_key query values)."""
     lowered = text.lower()
     for guard, pattern, replacement in _PATTERNS:
         if guard is None or guard in lowered:

@@ -6,6 +6,7 @@ Shared names (DATABASE_URL, DATA_DIR, LOG_LEVEL) are read without a prefix, as t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,17 @@ class CommonSettings(BaseSettings):
     migrations_dir: Path = Field(REPO_ROOT / "migrations", validation_alias="MIGRATIONS_DIR")
     db_pool_min: int = Field(2, validation_alias="DB_POOL_MIN", ge=1)
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX", ge=1)
+    #: The service token(s) every internal gRPC call carries (`authorization: Bearer <token>`), inline:
+    #: several may be given, comma- or newline-separated, for rotation (servers accept any, clients send
+    #: the first). See `common.service_auth.load_tokens`, which reads these three settings.
+    service_token: SecretStr | None = Field(None, validation_alias="FSG_SERVICE_TOKEN")
+    #: The same, from a file (one token per line; `#` comments allowed). When both are set the FILE wins:
+    #: it is what `make run`, the tests and container secrets hand over, so a stray inline value in a
+    #: shell cannot override it.
+    service_token_file: Path | None = Field(None, validation_alias="FSG_SERVICE_TOKEN_FILE")
+    #: "on" (default): a process with no token refuses to start. "off": no token is demanded or sent —
+    #: an explicit, loud opt-out for throwaway experiments only.
+    service_auth: Literal["on", "off"] = Field("on", validation_alias="FSG_SERVICE_AUTH")
 
     def dsn(self) -> str:
         """The database URL; every service needs one (the launcher provides it for the embedded server)."""

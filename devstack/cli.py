@@ -1,8 +1,10 @@
 """`fsg`: run the whole stack in the foreground, or do one of its steps.
 
 `fsg run` starts (or uses) PostgreSQL, applies migrations, creates the admin on the first start, starts
-the Claude simulator when no ANTHROPIC_API_KEY is set, then runs the services and the edge as separate
-processes under honcho (Procfile). Ctrl-C or SIGTERM stops every process, then PostgreSQL.
+the Claude simulator when no ANTHROPIC_API_KEY is set, generates a development service token on the first
+start (DATA_DIR/service-token, 0600, kept across restarts, never printed) unless one is configured, then
+runs the services and the edge as separate processes under honcho (Procfile). Ctrl-C or SIGTERM stops
+every process, then PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
 from common.dsn import embedded_dsn, mask_dsn
+from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
 from devstack.bootstrap import admin_lines, bootstrap
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir
@@ -65,6 +68,9 @@ def process_env(settings: StackSettings, dsn: str, simulate: bool) -> dict[str, 
         GENERATION_ADDR=f"127.0.0.1:{settings.generation_port}",
         SIM_PORT=str(settings.simulator_port),
     )
+    if settings.service_auth == "on" and settings.service_token is None and settings.service_token_file is None:
+        # Every process reads the same file; a path, not the secret, goes into their environments.
+        env["FSG_SERVICE_TOKEN_FILE"] = str(ensure_token_file(settings.data_dir.resolve() / "service-token"))
     if simulate:
         env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{settings.simulator_port}"
         env["ANTHROPIC_API_KEY"] = "simulator"

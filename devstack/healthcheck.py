@@ -1,4 +1,8 @@
-"""`python -m devstack.healthcheck HOST:PORT`: exit 0 when that gRPC server reports SERVING (containers)."""
+"""`python -m devstack.healthcheck HOST:PORT`: exit 0 when that gRPC server reports SERVING (containers).
+
+It sends no service token on purpose: `grpc.health.v1.Health` is the one service exempt from it
+(`common.service_auth`), so probes work without access to the secret.
+"""
 
 from __future__ import annotations
 

@@ -7,12 +7,14 @@ import logging
 import uvicorn
 
 from common.logging import RedactingFilter, setup_logging
+from common.service_auth import tokens_or_exit
 from edge.settings import EdgeSettings
 
 
 def main() -> None:
     settings = EdgeSettings()
     setup_logging("edge", settings.log_level)
+    tokens_or_exit(settings)  # fail here with one clear line, not inside each worker's start-up
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactingFilter())
     # uvicorn.run (not Server.run) so EDGE_WORKERS > 1 really starts worker processes; each worker keeps

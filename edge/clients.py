@@ -1,7 +1,8 @@
 """gRPC channels and stubs for the three services, and the one wrapper that calls them.
 
 `call()` applies the deadline and turns any failed call into an `ApiError` (via `errors.from_grpc`),
-so routes never see gRPC exceptions.
+so routes never see gRPC exceptions. Every channel carries the service token (`authenticated_channel`),
+so direct stub calls (`clients.generation.Execute`, the revocation stream) are authenticated too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common.grpc_server import MAX_MESSAGE_BYTES
+from common.service_auth import authenticated_channel, load_tokens
 from edge.errors import ApiError, from_grpc
 from edge.settings import EdgeSettings
 from protos import auth_pb2_grpc, billing_pb2_grpc, generation_pb2_grpc
@@ -43,12 +45,13 @@ class ServiceClients:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
         self.services: dict[str, Service] = {}
+        tokens = load_tokens(settings)
         for name, addr in (
             ("auth", settings.auth_addr),
             ("billing", settings.billing_addr),
             ("generation", settings.generation_addr),
         ):
-            channel = grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+            channel = authenticated_channel(addr, tokens, _CHANNEL_OPTIONS)
             self.services[name] = Service(name, channel, health_pb2_grpc.HealthStub(channel))
         self.auth = auth_pb2_grpc.AuthStub(self.services["auth"].channel)
         self.billing = billing_pb2_grpc.BillingStub(self.services["billing"].channel)

@@ -51,7 +51,7 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def grpc_channel(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[grpc.aio.Channel]:
     service = getattr(request, "param", "billing")
-    async with grpc.aio.insecure_channel(stack.addr(service)) as channel:
+    async with stack.channel(service) as channel:
         yield channel
 
 

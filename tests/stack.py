@@ -16,8 +16,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import httpx
 
+from common.grpc_server import MAX_MESSAGE_BYTES
+from common.service_auth import ServiceTokens, authenticated_channel, ensure_token_file, parse_tokens
 from common.settings import REPO_ROOT
 from devstack.bootstrap import bootstrap
 from devstack.embedded_pg import EmbeddedPostgres
@@ -46,6 +49,20 @@ class Stack:
     def addr(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
 
+    @property
+    def token_file(self) -> Path:
+        """This stack's own random service token (created on first use, 0600)."""
+        return ensure_token_file(self.data_dir / "service-token")
+
+    @property
+    def tokens(self) -> ServiceTokens:
+        return parse_tokens(self.token_file.read_text(), "the test stack's token file")
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """A channel to `service` that carries the stack's service token, as the edge's do."""
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        return authenticated_channel(self.addr(service), self.tokens, options)
+
     def start(self, overrides: dict[str, str] | None = None) -> Stack:
         """Start everything; `overrides` replace environment settings for every process."""
         self.postgres = EmbeddedPostgres(self.data_dir, free_port())
@@ -54,8 +71,10 @@ class Stack:
         assert result.admin_key is not None
         self.admin_key = result.admin_key
         self.ports = {name: free_port() for name in ("simulator", "auth", "billing", "generation", "edge")}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("FSG_SERVICE_")}
         self.env = {
-            **os.environ,
+            **inherited,  # never an outer FSG_SERVICE_AUTH=off or token: the stack tests the real thing
+            "FSG_SERVICE_TOKEN_FILE": str(self.token_file),
             "DATABASE_URL": self.dsn,
             "DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",

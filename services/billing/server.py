@@ -12,6 +12,7 @@ from common.db import apply_migrations, create_pool
 from common.grpc_server import create_server as create_grpc_server
 from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
+from common.service_auth import ServiceTokens, tokens_or_exit
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.repository import BillingRepository
 from services.billing.servicer import BillingServicer
@@ -23,16 +24,18 @@ SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name
 
 
 def create_server(
-    repository: BillingRepository, address: str
+    repository: BillingRepository, address: str, *, tokens: ServiceTokens | None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The billing server, not yet started, and its bound port (tests bind port 0)."""
     servicer = BillingServicer(repository)
     return create_grpc_server(
-        lambda server: billing_pb2_grpc.add_BillingServicer_to_server(servicer, server), [SERVICE_NAME], address
+        lambda server: billing_pb2_grpc.add_BillingServicer_to_server(servicer, server), [SERVICE_NAME], address,
+        tokens=tokens,
     )
 
 
 async def run(settings: BillingSettings) -> None:
+    tokens = tokens_or_exit(settings)  # before anything else: no token, no start
     pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     async with pool.acquire() as conn:
         await apply_migrations(conn, settings.migrations_dir)
@@ -40,7 +43,7 @@ async def run(settings: BillingSettings) -> None:
         pool, default_ttl_seconds=settings.hold_ttl_seconds, recent_days=settings.recent_usage_days,
         limit_defaults=settings.limit_defaults,
     )
-    server, port, health_servicer = create_server(repository, settings.address)
+    server, port, health_servicer = create_server(repository, settings.address, tokens=tokens)
     log.info("billing gRPC listening on %s:%d", settings.host, port)
     await serve_until_signalled(
         server, health_servicer, [SERVICE_NAME], pool,

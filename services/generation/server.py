@@ -13,6 +13,7 @@ from common.db import apply_migrations, create_pool
 from common.grpc_server import create_server as create_grpc_server
 from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
+from common.service_auth import ServiceTokens, tokens_or_exit
 from protos import generation_pb2, generation_pb2_grpc
 from services.generation.claude import ClaudeClient
 from services.generation.idempotency import IdempotencyStore
@@ -28,14 +29,16 @@ SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["Generation"].full_nam
 
 
 def create_server(
-    servicer: GenerationServicer, address: str
+    servicer: GenerationServicer, address: str, *, tokens: ServiceTokens | None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     return create_grpc_server(
-        lambda server: generation_pb2_grpc.add_GenerationServicer_to_server(servicer, server), [SERVICE_NAME], address
+        lambda server: generation_pb2_grpc.add_GenerationServicer_to_server(servicer, server), [SERVICE_NAME], address,
+        tokens=tokens,
     )
 
 
 async def run(settings: GenerationSettings) -> None:
+    tokens = tokens_or_exit(settings)  # before anything else: no token, no start
     if settings.anthropic_api_key is None:
         raise SystemExit("ANTHROPIC_API_KEY is not set (`make run` starts the local simulator when it is unset)")
     pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
@@ -48,7 +51,7 @@ async def run(settings: GenerationSettings) -> None:
     planner = Planner(PriceTable.load(), TemplateStore(), ProjectRepository(pool), settings.max_tokens_cap)
     idempotency = IdempotencyStore(pool)
     servicer = GenerationServicer(planner, claude, idempotency, simulated=settings.simulated)
-    server, port, health_servicer = create_server(servicer, settings.address)
+    server, port, health_servicer = create_server(servicer, settings.address, tokens=tokens)
     if settings.simulated:
         log.warning("*** SIMULATED CLAUDE: calls go to the local simulator at %s ***", settings.anthropic_base_url)
     log.info("generation gRPC listening on %s:%d", settings.host, port)

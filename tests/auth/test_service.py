@@ -18,7 +18,7 @@ from tests.stack import Stack
 
 @pytest.fixture
 async def auth(stack: Stack) -> AsyncIterator[auth_pb2_grpc.AuthStub]:
-    async with grpc.aio.insecure_channel(stack.addr("auth")) as channel:
+    async with stack.channel("auth") as channel:
         yield auth_pb2_grpc.AuthStub(channel)
 
 
@@ -113,7 +113,7 @@ async def test_disable_and_enable(auth: auth_pb2_grpc.AuthStub) -> None:
 
 @pytest.mark.parametrize("service", ["auth", "billing", "generation"])
 async def test_every_service_has_health_and_reflection(stack: Stack, service: str) -> None:
-    async with grpc.aio.insecure_channel(stack.addr(service)) as channel:
+    async with stack.channel(service) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)

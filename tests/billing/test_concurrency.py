@@ -8,7 +8,6 @@ import uuid
 from decimal import Decimal
 
 import asyncpg
-import grpc
 
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.repository import BillingRepository
@@ -21,7 +20,7 @@ HOLD = Decimal("2.5000")
 
 async def test_200_simultaneous_reserves_exactly_n_succeed(stack: Stack, db: asyncpg.Connection) -> None:
     user_id = 900_000_000 + uuid.uuid4().int % 100_000_000
-    async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
+    async with stack.channel("billing") as channel:
         stub = billing_pb2_grpc.BillingStub(channel)
         # This test is about overdraw, not the rate limiter: 200 at once is far over the default limits.
         no_limit = billing_pb2.LimitValue(limit=0)
@@ -64,7 +63,7 @@ async def test_reserves_racing_settlements_near_the_edge(stack: Stack, db: async
     """Reserves that queue behind settlements on the account's row lock decide on the newest balance:
     every reply is a clean ok or insufficient-credits (no error), and the balance never goes negative."""
     user_id = 900_000_000 + uuid.uuid4().int % 100_000_000
-    async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
+    async with stack.channel("billing") as channel:
         stub = billing_pb2_grpc.BillingStub(channel)
         no_limit = billing_pb2.LimitValue(limit=0)
         await stub.SetLimits(billing_pb2.SetLimitsRequest(user_id=user_id, requests_per_minute=no_limit,

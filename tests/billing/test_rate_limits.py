@@ -24,6 +24,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.db import migrate, migration_files
+from common.service_auth import authenticated_channel
 from common.settings import REPO_ROOT
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.repository import BillingRepository, UsageRecord
@@ -45,7 +46,7 @@ def _uid() -> int:
 
 @pytest.fixture
 async def billing(stack: Stack) -> AsyncIterator[Stub]:
-    async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
+    async with stack.channel("billing") as channel:
         yield Stub(channel)
 
 
@@ -60,7 +61,7 @@ def second_billing(stack: Stack) -> Iterator[str]:
                                 stdout=log, stderr=log)
     address = f"127.0.0.1:{port}"
     try:
-        asyncio.run(_wait_serving(address, proc, log_path))
+        asyncio.run(_wait_serving(address, proc, log_path))  # health needs no service token
         yield address
     finally:
         proc.terminate()
@@ -90,8 +91,8 @@ async def _wait_serving(address: str, proc: subprocess.Popen[bytes], log_path: P
 
 @pytest.fixture
 async def replicas(stack: Stack, second_billing: str) -> AsyncIterator[list[Stub]]:
-    async with grpc.aio.insecure_channel(stack.addr("billing")) as one, \
-            grpc.aio.insecure_channel(second_billing) as two:
+    async with stack.channel("billing") as one, \
+            authenticated_channel(second_billing, stack.tokens) as two:
         yield [Stub(one), Stub(two)]
 
 

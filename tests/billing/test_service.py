@@ -15,7 +15,7 @@ from tests.stack import Stack
 
 @pytest.fixture
 async def billing(stack: Stack) -> AsyncIterator[billing_pb2_grpc.BillingStub]:
-    async with grpc.aio.insecure_channel(stack.addr("billing")) as channel:
+    async with stack.channel("billing") as channel:
         yield billing_pb2_grpc.BillingStub(channel)
 
 

@@ -1,6 +1,7 @@
 """`fsg run` (what `make run` calls) as a user meets it: it prints the masked DATABASE_URL and the guide's
 admin lines, serves the guide's endpoints, stops every process and PostgreSQL on SIGTERM/Ctrl-C, and a
-second run on the same data keeps every user and credit."""
+second run on the same data keeps every user and credit. It also generates the services' token once
+(DATA_DIR/service-token, 0600, never printed) and the services demand it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import psutil
 
 from devstack.embedded_pg import EmbeddedPostgres
+from protos import auth_pb2, auth_pb2_grpc
 from tests.stack import Stack, free_port
 
 
@@ -25,7 +28,8 @@ class Run:
         env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
                "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
                "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]), "LOG_LEVEL": "WARNING"}
-        for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "FSG_SERVICE_TOKEN",
+                     "FSG_SERVICE_TOKEN_FILE", "FSG_SERVICE_AUTH"):
             env.pop(name, None)
         if database_url:
             env["DATABASE_URL"] = database_url
@@ -66,6 +70,16 @@ class Run:
         return code
 
 
+def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.StatusCode:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            auth_pb2_grpc.AuthStub(channel).ListUsers(auth_pb2.ListUsersRequest(page_size=1), metadata=metadata,
+                                                      timeout=10)
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[attr-defined, no-any-return]
+    return grpc.StatusCode.OK
+
+
 def test_make_run_end_to_end(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim")}
     first = Run(tmp_path, ports)
@@ -88,8 +102,14 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
                                json={"storyInput": {"title": "Night Train"}, "template": "hero-journey"})
         assert structure.status_code == 200, structure.text
         remaining = structure.json()["usage"]["credits_remaining"]
+        token_file = tmp_path / "service-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert _auth_call(ports["auth"]) == grpc.StatusCode.UNAUTHENTICATED
+        assert _auth_call(ports["auth"], (("authorization", f"Bearer {token}"),)) == grpc.StatusCode.OK
     finally:
         first.stop(signal.SIGTERM)
+    assert token not in "\n".join(first.lines)
     assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
     assert match.group(1) not in "\n".join(first.lines[first.lines.index(match.group(0)) + 1:])
 
@@ -113,8 +133,11 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert new_admin and new_admin.group(1) != admin["X-API-Key"]
         assert httpx.get(f"{second.url}/api/admin/users", headers=admin).status_code == 401
         assert httpx.get(f"{second.url}/api/admin/users", headers={"X-API-Key": new_admin.group(1)}).status_code == 200
+        assert token_file.read_text().strip() == token  # kept across restarts
+        assert _auth_call(ports["auth"], (("authorization", f"Bearer {token}"),)) == grpc.StatusCode.OK
     finally:
         second.stop(signal.SIGINT)
+    assert token not in "\n".join(second.lines)
     assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
 
 

@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import grpc
 import httpx
 
 from protos import billing_pb2, billing_pb2_grpc, generation_pb2, generation_pb2_grpc
@@ -197,8 +196,7 @@ async def test_an_executed_but_unanswered_attempt_is_resumed_and_charged_once(
         kind=generation_pb2.STRUCTURE, user_id=user.id, request_id=request_id, template_id="three-act",
         story_input_json=json.dumps(STORY), idempotency_key=key, hold_id=hold_id, idempotency_lease_seconds=600,
     )
-    async with grpc.aio.insecure_channel(stack.addr("generation")) as gch, \
-            grpc.aio.insecure_channel(stack.addr("billing")) as bch:
+    async with stack.channel("generation") as gch, stack.channel("billing") as bch:
         generation, billing = generation_pb2_grpc.GenerationStub(gch), billing_pb2_grpc.BillingStub(bch)
         prepared = await generation.Prepare(gen)
         assert prepared.idempotent == generation_pb2.IDEMPOTENT_NEW

@@ -237,7 +237,7 @@ async def test_no_plaintext_key_in_any_table(traffic: Traffic) -> None:
 @pytest.mark.parametrize("name", ["GetUser", "RotateKey", "DisableUser", "CreateUser"])
 async def test_grpc_errors_never_carry_a_key(traffic: Traffic, name: str) -> None:
     key = traffic.keys[-2]
-    async with grpc.aio.insecure_channel(traffic.stack.addr("auth")) as channel:
+    async with traffic.stack.channel("auth") as channel:
         auth = auth_pb2_grpc.AuthStub(channel)
         validated = await auth.ValidateKey(auth_pb2.ValidateKeyRequest(api_key=key.upper()))
         assert validated.valid is False and key_leaks(key, str(validated)) == []
@@ -253,7 +253,7 @@ async def test_grpc_errors_never_carry_a_key(traffic: Traffic, name: str) -> Non
 @pytest.mark.parametrize("call", ["GetTemplate", "Prepare-model", "Prepare-template"])
 async def test_generation_errors_quoting_input_never_carry_a_key(traffic: Traffic, call: str) -> None:
     key = traffic.keys[-2]
-    async with grpc.aio.insecure_channel(traffic.stack.addr("generation")) as channel:
+    async with traffic.stack.channel("generation") as channel:
         generation = generation_pb2_grpc.GenerationStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             if call == "GetTemplate":
