@@ -62,8 +62,27 @@ async def run_metered(
     gen_request: generation_pb2.GenerateRequest,
     generation_timeout: float,
 ) -> DecimalJSONResponse:
-    started = time.monotonic()
+    """One metered call. Every answer, error or not, names its request id in `X-Request-ID`: the id its
+    hold and usage row carry, so a caller (or an operator) can trace any outcome, a 402 or a 5xx too."""
     request_id = f"req_{uuid.uuid4().hex}"
+    try:
+        return await _run_metered(clients, caller, endpoint, minimum, gen_request, generation_timeout, request_id)
+    except ApiError as exc:
+        # Every ApiError raised below is a fresh instance (never a shared constant), so this is safe.
+        exc.headers = {**(exc.headers or {}), "X-Request-ID": request_id}
+        raise
+
+
+async def _run_metered(
+    clients: ServiceClients,
+    caller: Caller,
+    endpoint: str,
+    minimum: Decimal,
+    gen_request: generation_pb2.GenerateRequest,
+    generation_timeout: float,
+    request_id: str,
+) -> DecimalJSONResponse:
+    started = time.monotonic()
     gen_request.user_id = caller.id
     gen_request.request_id = request_id
 
@@ -79,12 +98,8 @@ async def run_metered(
         GENERATIONS.labels(endpoint, "insufficient_credits").inc()
         log.info("user %d: insufficient credits for %s (required %s, available %s)", caller.id, endpoint,
                  required, reserved.available)
-        refused = ApiError(402, "Insufficient credits", remaining=from_wire(reserved.available), required=required,
-                           message="Please purchase more credits to continue")
-        # The body keeps the guide's shape; the header lets a caller (and the replica tests) show that a
-        # refused call left no hold and no usage row behind.
-        refused.headers = {"X-Request-ID": request_id}
-        raise refused
+        raise ApiError(402, "Insufficient credits", remaining=from_wire(reserved.available), required=required,
+                       message="Please purchase more credits to continue")
 
     async def release(usage: billing_pb2.Usage) -> None:
         try:

@@ -22,7 +22,6 @@ from common.settings import REPO_ROOT
 from devstack.bootstrap import bootstrap
 from devstack.embedded_pg import EmbeddedPostgres
 
-
 #: Each process kind and the module that runs it, in start order.
 MODULES = {
     "simulator": "simulator",
