@@ -63,10 +63,10 @@ class Load:
         self._http = httpx.AsyncClient(base_url=stack.edge_url, timeout=HANG_GUARD_SECONDS)
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def once(self, method: str, path: str) -> None:
+    async def once(self, method: str, path: str, fault: str = "slow:300") -> None:
         phase, started = self.phase, time.monotonic()
         if method == "POST":
-            response = await self._http.post(path, headers={**self.headers, "X-Sim-Fault": "slow:300"},
+            response = await self._http.post(path, headers={**self.headers, "X-Sim-Fault": fault},
                                              json=STRUCTURE_BODY)
         else:
             response = await self._http.get(path, headers=self.headers)
@@ -85,9 +85,9 @@ class Load:
         self._tasks += [asyncio.create_task(self._worker(metered)) for _ in range(METERED_WORKERS)]
         self._tasks += [asyncio.create_task(self._worker(reads)) for _ in range(READ_WORKERS)]
 
-    def probe(self) -> None:
+    def probe(self, fault: str = "slow:300") -> None:
         """One more metered call of its own (workers may all be waiting on calls cut off by the outage)."""
-        self._tasks.append(asyncio.create_task(self.once("POST", "/api/generate-structure")))
+        self._tasks.append(asyncio.create_task(self.once("POST", "/api/generate-structure", fault)))
 
     async def stop(self) -> None:
         self._stop.set()
@@ -207,3 +207,86 @@ async def _assert_ledger(conn: asyncpg.Connection, user_id: int, metered: list[S
     assert duplicates == 0
     books = await assert_books_balance(conn, user_id)
     assert books.charged == charged
+
+
+async def _terminate_the_waiter(locker: asyncpg.Connection, what: str) -> None:
+    """Wait until a statement waits on a lock `locker` holds, then terminate its backend: what a fast
+    shutdown, an operator or a failover does to a running statement (the server ends the session in the
+    middle of it). Deterministic where stopping the whole server is not: at a fast shutdown the blocked
+    statement may win the lock in the instant between the locker's session ending and its own."""
+    query = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+
+    async def blocked() -> bool:
+        return await locker.fetchval(query) is not None
+
+    await wait_for(blocked, 30, what)
+    assert await locker.fetchval("SELECT pg_terminate_backend($1)", await locker.fetchval(query))
+
+
+async def _lock_account(locker: asyncpg.Connection, user_id: int) -> None:
+    await locker.execute("SELECT 1 FROM credit_accounts WHERE user_id = $1 FOR UPDATE", user_id)
+
+
+async def test_reserve_cut_off_mid_query_is_a_503(outage_stack: Stack) -> None:
+    """A Reserve whose statement is killed is "the database is unavailable" (503, retry), not a 502."""
+    stack = outage_stack
+    with httpx.Client(base_url=stack.edge_url, timeout=30) as admin:
+        user = user_factory(stack, admin).create(credits=100, prefix="cutreserve")
+    load = Load(stack, user.api_key)
+    locker = await asyncpg.connect(stack.dsn)
+    try:
+        async with locker.transaction():
+            await _lock_account(locker, user.id)
+            load.probe("none")
+            await _terminate_the_waiter(locker, "the Reserve to wait on the row lock")
+    finally:
+        await locker.close()
+        await load.stop()
+    [sample] = load.samples
+    assert sample.response.status_code == 503, sample.response.text
+    assert parse(sample.response)["error"] == "Service unavailable"
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        got = await assert_not_charged(conn, sample.response.headers["X-Request-ID"])
+        assert got.holds == 0
+        await assert_books_balance(conn, user.id)
+    finally:
+        await conn.close()
+    assert_reconciled(stack)
+
+
+async def test_commit_cut_off_mid_query_is_retried_and_charged_once(outage_stack: Stack) -> None:
+    """A Commit whose statement is killed is retried like any outage (idempotent by hold id): the call
+    succeeds and is charged exactly once, instead of giving up and letting the hold expire."""
+    stack = outage_stack
+    with httpx.Client(base_url=stack.edge_url, timeout=30) as admin:
+        user = user_factory(stack, admin).create(credits=100, prefix="cutcommit")
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        load = Load(stack, user.api_key)
+        # The hold is placed first (its Reserve must not be the statement that blocks), then the lock
+        # is taken while Claude is "thinking", so the Commit is what waits on it.
+        hold_placed = "SELECT count(*) FROM credit_holds WHERE user_id = $1"
+        locker = await asyncpg.connect(stack.dsn)
+        try:
+            async with locker.transaction():
+                load.probe("slow:1500")
+
+                async def reserved() -> bool:
+                    return bool(await conn.fetchval(hold_placed, user.id))
+
+                await wait_for(reserved, 30, "the hold")
+                await _lock_account(locker, user.id)
+                await _terminate_the_waiter(locker, "the Commit to wait on the row lock")
+        finally:
+            await locker.close()
+            await load.stop()
+        [sample] = load.samples
+        assert sample.response.status_code == 200, sample.response.text
+        charged = Decimal(sample.response.headers["X-Credits-Charged"])
+        await assert_charged_once(conn, sample.response.headers["X-Request-ID"], charged)
+        books = await assert_books_balance(conn, user.id)
+        assert books.available == 100 - charged
+    finally:
+        await conn.close()
+    assert_reconciled(stack)
