@@ -165,6 +165,13 @@ async def test_billing_killed_between_reserve_and_commit_settles_once(
     call = start_call(crashes, user)
     hold = await pending_hold(db, user.id)
     crashes.kill("billing")
+
+    async def executed() -> bool:  # Claude answered and the project was saved: the Commit is due
+        return bool(await db.fetchval("SELECT count(*) FROM projects WHERE user_id = $1", user.id))
+
+    await wait_for(executed, 30, "the call to finish executing")
+    await asyncio.sleep(1.0)  # the edge is now retrying the Commit against a dead billing
+    assert call.thread.is_alive()
     await asyncio.to_thread(crashes.restart, "billing")
     response = await asyncio.to_thread(call.response)
     assert response.status_code == 200, response.text
