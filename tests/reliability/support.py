@@ -22,7 +22,7 @@ from common.settings import REPO_ROOT
 from tests.helpers import TestUser, UserFactory
 from tests.stack import Stack
 
-STRUCTURE_BODY = {"storyInput": {"title": "Replica Run"}, "template": "three-act"}
+STRUCTURE_BODY: dict[str, object] = {"storyInput": {"title": "Replica Run"}, "template": "three-act"}
 
 
 def parse(response: httpx.Response) -> Any:

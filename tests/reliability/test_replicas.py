@@ -73,8 +73,10 @@ class Watcher:
             while not self._stop.is_set():
                 row = await conn.fetchrow("SELECT available, held FROM credit_accounts WHERE user_id = $1",
                                           self.user_id)
-                self.lowest_available = min(row["available"], self.lowest_available or row["available"])
-                self.lowest_held = min(row["held"], self.lowest_held or row["held"])
+                available, held = row["available"], row["held"]
+                self.lowest_available = available if self.lowest_available is None else min(
+                    available, self.lowest_available)
+                self.lowest_held = held if self.lowest_held is None else min(held, self.lowest_held)
                 self.samples += 1
                 await asyncio.sleep(0.02)
         finally:
