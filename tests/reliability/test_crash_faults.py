@@ -30,7 +30,7 @@ from tests.reliability.support import (
 from tests.stack import Stack
 
 #: Long enough for any non-hanging call here (slow:3000 plus a billing restart), short enough to wait out.
-HOLD_TTL = 20
+HOLD_TTL = 25
 #: The call that is in flight when something dies.
 SLOW = "slow:3000"
 
