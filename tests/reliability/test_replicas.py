@@ -30,8 +30,9 @@ EDGES = ("edge", "edge2")
 CALLS = 500
 #: Client-side concurrency: enough to keep both edges busy, sane on a 2-core machine.
 CONCURRENCY = 100
-#: generate-structure holds at least 10 credits and costs a few: 300 credits pay for some of 500 calls.
-BALANCE = 300
+#: generate-structure holds at least 10 credits and costs about 0.25: 500 calls would cost about twice
+#: this, so the balance runs out (and, with 100 in flight, the 10-credit holds refuse many sooner).
+BALANCE = 60
 
 
 @pytest.fixture(scope="module")
