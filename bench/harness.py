@@ -38,11 +38,12 @@ SERVICES = ("edge", "auth", "billing", "generation", "simulator")
 class BenchStack(Stack):
     overrides: dict[str, str] = field(default_factory=dict)
 
-    def start_process(self, name: str, command: list[str], logs: Path) -> None:
+    def start_process(self, name: str, command: list[str], logs: Path | None = None,
+                      env: dict[str, str] | None = None) -> None:
         # Stack.start() fills self.env with test settings first; ours win.
         self.env.update(BENCH_ENV)
         self.env.update(self.overrides)
-        super().start_process(name, command, logs)
+        super().start_process(name, command, logs, env)
 
     def pids(self) -> dict[str, int]:
         pids = {name: proc.pid for name, proc in self.processes.items()}

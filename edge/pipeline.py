@@ -77,8 +77,29 @@ async def run_metered(
     generation_timeout: float,
     idempotency_key: str | None = None,
 ) -> Response:
-    started = time.monotonic()
+    """One metered call. Every answer, error or not, names its request id in `X-Request-ID`: the id its
+    hold and usage row carry, so a caller (or an operator) can trace any outcome, a 402 or a 5xx too."""
     request_id = f"req_{uuid.uuid4().hex}"
+    try:
+        return await _run_metered(clients, caller, endpoint, minimum, gen_request, generation_timeout, request_id,
+                                  idempotency_key)
+    except ApiError as exc:
+        # Every ApiError raised below is a fresh instance (never a shared constant), so this is safe.
+        exc.headers = {**(exc.headers or {}), "X-Request-ID": request_id}
+        raise
+
+
+async def _run_metered(
+    clients: ServiceClients,
+    caller: Caller,
+    endpoint: str,
+    minimum: Decimal,
+    gen_request: generation_pb2.GenerateRequest,
+    generation_timeout: float,
+    request_id: str,
+    idempotency_key: str | None,
+) -> Response:
+    started = time.monotonic()
     hold_id = str(uuid.uuid4())
     gen_request.user_id = caller.id
     gen_request.request_id = request_id

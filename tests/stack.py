@@ -25,6 +25,15 @@ from common.settings import REPO_ROOT
 from devstack.bootstrap import bootstrap
 from devstack.embedded_pg import EmbeddedPostgres
 
+#: Each process kind and the module that runs it, in start order.
+MODULES = {
+    "simulator": "simulator",
+    "auth": "services.auth.server",
+    "billing": "services.billing.server",
+    "generation": "services.generation.server",
+    "edge": "edge",
+}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -41,10 +50,19 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     postgres: EmbeddedPostgres | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: Settings this stack runs with on top of the defaults below (e.g. a short hold TTL for fault tests).
+    settings: dict[str, str] = field(default_factory=dict)
+    #: Per-process command and environment overrides, so `restart` brings back a replica as it was.
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def edge_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['edge']}"
+        return self.url("edge")
+
+    def url(self, edge: str) -> str:
+        """The HTTP address of an edge process (`edge` or a replica such as `edge2`)."""
+        return f"http://127.0.0.1:{self.ports[edge]}"
 
     def addr(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -103,35 +121,51 @@ class Stack:
             "BILLING_DEFAULT_REQUESTS_PER_MINUTE": "60",
             "BILLING_DEFAULT_MAX_CONCURRENT": "5",
             "DB_POOL_MAX": "20",
+            **self.settings,
             **(overrides or {}),
-        }
-        commands = {
-            "simulator": [sys.executable, "-m", "simulator"],
-            "auth": [sys.executable, "-m", "services.auth.server"],
-            "billing": [sys.executable, "-m", "services.billing.server"],
-            "generation": [sys.executable, "-m", "services.generation.server"],
-            "edge": [sys.executable, "-m", "edge"],
         }
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        for name, command in commands.items():
-            self.start_process(name, command, logs)
+        for name, module in MODULES.items():
+            self.start_process(name, [sys.executable, "-m", module], logs)
         self.wait_ready()
         return self
 
-    def start_process(self, name: str, command: list[str], logs: Path) -> None:
-        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process for its lifetime
-        self.processes[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log)
+    def start_process(self, name: str, command: list[str], logs: Path | None = None,
+                      env: dict[str, str] | None = None) -> None:
+        """Start `name` (and remember how, for `restart`); `env` overrides the stack's environment."""
+        self.commands[name] = command
+        if env is not None:
+            self.process_env[name] = env
+        log = open((logs or self.data_dir / "logs") / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it
+        self.processes[name] = subprocess.Popen(command, cwd=REPO_ROOT, env={**self.env, **self.process_env.get(
+            name, {})}, stdout=log, stderr=log)
         log.close()
 
+    def add_replica(self, name: str, kind: str, env: dict[str, str] | None = None) -> None:
+        """Start another `billing` or `edge` process on its own port against the same database.
+
+        An edge replica talks to the services named in `env` (e.g. `{"BILLING_ADDR": stack.addr("billing2")}`),
+        by default the same ones as the first edge.
+        """
+        port = free_port()
+        self.ports[name] = port
+        port_setting = {"billing": "BILLING_PORT", "edge": "PORT"}[kind]
+        self.start_process(name, [sys.executable, "-m", MODULES[kind]], env={**(env or {}), port_setting: str(port)})
+        self.wait_ready()
+
     def restart(self, name: str) -> None:
-        """(Stop and) start one service (fault tests)."""
+        """(Stop and) start one process as it was first started (fault tests)."""
         if name in self.processes:
             self.stop_process(name)
-        command = {"auth": "services.auth.server", "billing": "services.billing.server",
-                   "generation": "services.generation.server", "simulator": "simulator", "edge": "edge"}[name]
-        self.start_process(name, [sys.executable, "-m", command], self.data_dir / "logs")
+        self.start_process(name, self.commands.get(name) or [sys.executable, "-m", MODULES[name]])
         self.wait_ready()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process: no graceful drain, in-flight calls are lost (crash tests)."""
+        proc = self.processes.pop(name)
+        proc.kill()
+        proc.wait()
 
     def stop_process(self, name: str) -> None:
         proc = self.processes.pop(name)
@@ -150,10 +184,11 @@ class Stack:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited early: {self.log(name)[-3000:]}")
             try:
-                response = httpx.get(f"{self.edge_url}/readyz", timeout=2)
-                if response.status_code == 200:
+                edges = [n for n, c in self.commands.items() if c[-1] == MODULES["edge"] and n in self.processes]
+                answers = [httpx.get(f"{self.url(edge)}/readyz", timeout=2) for edge in edges]
+                if all(a.status_code == 200 for a in answers):
                     return
-                last = response.text
+                last = " ".join(a.text for a in answers if a.status_code != 200)
             except httpx.HTTPError as exc:
                 last = repr(exc)
             time.sleep(0.2)

@@ -1,5 +1,6 @@
-"""Faults between the edge and the database: a service or PostgreSQL going away loses no credits and no
-usage record, and the caller gets a clear JSON 5xx. These restart real processes, so they run last."""
+"""Faults between the edge and billing: billing going away (or restarting gracefully) loses no credits and
+no usage record, and the caller gets a clear JSON 5xx. These restart real processes, so they run last.
+Crashes (kill -9) and PostgreSQL outages under load are in tests/reliability/."""
 
 from __future__ import annotations
 
@@ -89,55 +90,4 @@ async def test_billing_restart_during_a_call_still_settles_exactly_once(
     rows = await db.fetch("SELECT credits_cost, response_success FROM usage_logs WHERE user_id = $1 "
                           "AND endpoint = '/api/generate-scene'", user.id)
     assert [(r["credits_cost"], r["response_success"]) for r in rows] == [(charged, True)]
-    assert await _reconciled(stack, user.id)
-
-
-async def test_generation_dies_mid_call_releases_the_hold(
-    stack: Stack, client: httpx.Client, users: UserFactory, db: asyncpg.Connection
-) -> None:
-    user = users.create(credits=50)
-    path = _project(client, user)
-    balance = users.balance(user)
-    worker, result = _call_in_background(client, user, path, "slow:3000")
-    time.sleep(1.0)
-    stack.processes["generation"].kill()  # no graceful drain: the call is lost mid-flight
-    stack.processes["generation"].wait()
-    worker.join(60)
-    stack.restart("generation")
-    response = result["response"]
-    assert response.status_code in (502, 503), response.text
-    assert "error" in response.json()
-    assert users.balance(user) == balance and _held(users.stats(user)) == 0
-    failed = await db.fetchval("SELECT count(*) FROM usage_logs WHERE user_id = $1 AND NOT response_success",
-                               user.id)
-    assert failed == 1
-    assert await _reconciled(stack, user.id)
-
-
-async def test_database_outage_is_a_clean_503_and_recovers(
-    stack: Stack, client: httpx.Client, users: UserFactory
-) -> None:
-    user = users.create(credits=50)
-    path = _project(client, user)
-    balance = users.balance(user)
-    assert stack.postgres is not None
-    stack.postgres.stop()
-    try:
-        response = client.post(f"/api/generate-scene/{path}/setup", headers=user.headers)
-        assert response.status_code == 503, response.text
-        assert response.json()["error"] == "Service unavailable"
-        stats = client.get("/api/my-stats", headers=user.headers)
-        assert stats.status_code == 503
-    finally:
-        stack.postgres.start()
-    stack.wait_ready()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        response = client.post(f"/api/generate-scene/{path}/setup", headers=user.headers)
-        if response.status_code == 200:
-            break
-        time.sleep(0.5)
-    assert response.status_code == 200, response.text
-    charged = Decimal(response.headers["X-Credits-Charged"])
-    assert users.balance(user) == balance - charged
     assert await _reconciled(stack, user.id)
