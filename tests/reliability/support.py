@@ -32,8 +32,12 @@ def parse(response: httpx.Response) -> Any:
 
 @contextmanager
 def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str, settings: dict[str, str]) -> Iterator[Stack]:
-    """A whole stack for one test module, stopped (every process, replicas too) when the module ends."""
-    stack = Stack(tmp_path_factory.mktemp(name), settings=settings)
+    """A whole stack for one test module, stopped (every process, replicas too) when the module ends.
+
+    Rate limits are off by default here: these tests load one user far past any sane limit on purpose, to
+    show that the holds alone never overdraw (tests/edge/test_rate_limits.py covers the limits)."""
+    limits_off = {"BILLING_DEFAULT_REQUESTS_PER_MINUTE": "0", "BILLING_DEFAULT_MAX_CONCURRENT": "0"}
+    stack = Stack(tmp_path_factory.mktemp(name), settings={**limits_off, **settings})
     try:
         yield stack.start()
     finally:
