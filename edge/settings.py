@@ -31,3 +31,5 @@ class EdgeSettings(CommonSettings):
     #: disables evict at once). 0 = ask auth on every request.
     key_cache_seconds: float = Field(60.0, ge=0)
     workers: int = Field(1, ge=1)
+    #: Larger request bodies are refused with 413 before they are parsed (EDGE_MAX_BODY_BYTES).
+    max_body_bytes: int = Field(1024 * 1024, ge=1)

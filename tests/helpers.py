@@ -29,11 +29,11 @@ class UserFactory:
         self.client = client
         self.admin_headers = admin_headers
 
-    def create(self, credits: int | str | Decimal = 100, prefix: str = "user") -> TestUser:
+    def create(self, credits: int = 100, prefix: str = "user") -> TestUser:
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         body: dict[str, Any] = {"username": name, "email": f"{name}@example.test"}
         if credits:
-            body["initialCredits"] = credits if isinstance(credits, int) else float(credits)
+            body["initialCredits"] = credits
         response = self.client.post("/api/admin/create-user", json=body, headers=self.admin_headers)
         assert response.status_code == 201, response.text
         user = response.json()["user"]

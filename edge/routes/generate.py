@@ -10,6 +10,8 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 
 from edge.json import DecimalJSONResponse
 from edge.pipeline import run_metered
+from edge.request_json import JsonRoute
+from edge.responses import Generated
 from edge.schemas import (
     DialogueBody,
     GenerationOptions,
@@ -22,7 +24,7 @@ from edge.schemas import (
 from edge.security import Caller, current_user
 from protos import generation_pb2
 
-router = APIRouter(prefix="/api", tags=["generation"])
+router = APIRouter(prefix="/api", tags=["generation"], route_class=JsonRoute)
 User = Annotated[Caller, Depends(current_user)]
 SimFault = Annotated[str | None, Header(alias="X-Sim-Fault", max_length=64)]
 Kind = generation_pb2.Kind
@@ -58,7 +60,7 @@ async def _run(request: Request, caller: Caller, endpoint: str, gen: generation_
                              settings.generation_timeout_seconds)
 
 
-@router.post("/generate-structure")
+@router.post("/generate-structure", response_model=Generated)
 async def generate_structure(body: StructureBody, request: Request, caller: User, fault: SimFault = None) -> (
     DecimalJSONResponse
 ):
@@ -67,7 +69,7 @@ async def generate_structure(body: StructureBody, request: Request, caller: User
     return await _run(request, caller, "/api/generate-structure", gen)
 
 
-@router.post("/generate-structure-custom")
+@router.post("/generate-structure-custom", response_model=Generated)
 async def generate_structure_custom(
     body: StructureCustomBody, request: Request, caller: User, fault: SimFault = None
 ) -> DecimalJSONResponse:
@@ -76,7 +78,7 @@ async def generate_structure_custom(
     return await _run(request, caller, "/api/generate-structure-custom", gen)
 
 
-@router.post("/generate-plot-points-for-act/{project_path}/{act_key}")
+@router.post("/generate-plot-points-for-act/{project_path}/{act_key}", response_model=Generated)
 async def generate_plot_points(
     project_path: str, act_key: str, request: Request, caller: User,
     body: Annotated[PlotPointsBody | None, Body()] = None, fault: SimFault = None,
@@ -86,7 +88,7 @@ async def generate_plot_points(
     return await _run(request, caller, "/api/generate-plot-points-for-act", gen)
 
 
-@router.post("/generate-scenes")
+@router.post("/generate-scenes", response_model=Generated)
 async def generate_scenes(body: ScenesBody, request: Request, caller: User, fault: SimFault = None) -> (
     DecimalJSONResponse
 ):
@@ -95,7 +97,7 @@ async def generate_scenes(body: ScenesBody, request: Request, caller: User, faul
     return await _run(request, caller, "/api/generate-scenes", gen)
 
 
-@router.post("/generate-scene/{project_path}/{structure_key}")
+@router.post("/generate-scene/{project_path}/{structure_key}", response_model=Generated)
 async def generate_scene(
     project_path: str, structure_key: str, request: Request, caller: User,
     body: Annotated[SceneBody | None, Body()] = None, fault: SimFault = None,
@@ -104,7 +106,7 @@ async def generate_scene(
     return await _run(request, caller, "/api/generate-scene", gen)
 
 
-@router.post("/generate-dialogue")
+@router.post("/generate-dialogue", response_model=Generated)
 async def generate_dialogue(body: DialogueBody, request: Request, caller: User, fault: SimFault = None) -> (
     DecimalJSONResponse
 ):
