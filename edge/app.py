@@ -42,6 +42,9 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         version="0.1.0",
         default_response_class=DecimalJSONResponse,
         lifespan=lifespan,
+        # A trailing slash is an unknown path (JSON 404), not a redirect: `/api/projects/..%2F` must not be
+        # answered with a 307 to `/api/projects/..`.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 
 
@@ -46,3 +47,36 @@ class UserFactory:
 
     def balance(self, user: TestUser) -> Decimal:
         return Decimal(str(self.stats(user)["user"]["credits_remaining"]))
+
+
+#: Every table a request could touch, with the column that ties a row to a user.
+_USER_SCOPED = {
+    "user_accounts": "id",
+    "credit_accounts": "user_id",
+    "credit_transactions": "user_id",
+    "credit_holds": "user_id",
+    "usage_logs": "user_id",
+    "projects": "user_id",
+}
+
+
+async def db_snapshot(db: asyncpg.Connection, *user_ids: int) -> dict[str, Any]:
+    """Counts of all users, and for the given users every row of every table (hashed, all columns), so a
+    rejected request can be shown to have changed nothing: `assert await db_snapshot(...) == before`.
+
+    Scoped to the users a test owns (plus the global user count and highest id, which only creating a user
+    moves) so that background work for other tests (the sweeper expiring their holds) cannot disturb it.
+    """
+    ids = list(user_ids)
+    snapshot: dict[str, Any] = dict(
+        await db.fetchrow("SELECT count(*) AS users, coalesce(max(id), 0) AS max_user_id FROM user_accounts")
+    )
+    for table, column in _USER_SCOPED.items():
+        snapshot[table] = tuple(await db.fetchrow(
+            f"""SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+                FROM {table} t WHERE {column} = ANY($1::bigint[])""", ids))
+    snapshot["credit_hold_resolutions"] = tuple(await db.fetchrow(
+        """SELECT count(*), md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), ''))
+           FROM credit_hold_resolutions r JOIN credit_holds h ON h.id = r.hold_id
+           WHERE h.user_id = ANY($1::bigint[])""", ids))
+    return snapshot
