@@ -236,6 +236,20 @@ async def test_username_paths_refuse_hostile_names(
     assert await db_snapshot(db, bystander.id, admin_id) == before
 
 
+# -- id cursors -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "param"), [("/api/my-transactions", "before"), ("/api/admin/users", "after")])
+def test_id_cursors_up_to_int64_work_and_beyond_are_422(
+    client: httpx.Client, admin_headers: dict[str, str], users: UserFactory, path: str, param: str
+) -> None:
+    """Found by the fuzzer: a cursor near 2**63 was a billing 502 (the query typed it int4)."""
+    user = users.create(credits=1)
+    headers = admin_headers if "admin" in path else user.headers
+    for value, status in ((2**63 - 2, 200), (2**63 - 1, 200), (2**63, 422), (10**30, 422), (-1, 422)):
+        response = client.get(path, params={param: value}, headers=headers)
+        assert response.status_code == status, f"{param}={value}: {response.text}"
+
+
 # -- template ids ----------------------------------------------------------------------------------------
 
 #: Raw URL path segments (sent as written), each aiming outside the templates or at a file directly.
