@@ -81,6 +81,13 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _message(error: dict[str, Any]) -> str:
+    # A body FastAPI did not parse as JSON (no or another Content-Type) reaches validation as raw bytes.
+    if tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes):
+        return "expected a JSON object with Content-Type: application/json"
+    return str(error.get("msg", "invalid"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> DecimalJSONResponse:
@@ -99,7 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
             reason = (invalid.get("ctx") or {}).get("error")
             message = "The request body is not valid JSON" + (f": {reason}" if reason else "")
             return DecimalJSONResponse({"error": "Invalid JSON", "message": message}, status_code=400)
-        fields = [{"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in errors]
+        fields = [{"field": _field_name(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return DecimalJSONResponse(
             {"error": "Invalid request", "message": summary, "fields": fields}, status_code=422

@@ -415,6 +415,17 @@ async def test_malformed_bodies_are_4xx_json_and_hold_nothing(
     assert await db_snapshot(db, user.id) == before
 
 
+@pytest.mark.parametrize("case", ["text/plain", "no content type", "form"])
+def test_a_body_that_is_not_json_says_what_is_expected(stack: Stack, users: UserFactory, case: str) -> None:
+    user = users.create(credits=0)
+    body, content_type = MALFORMED[case]
+    headers = {**user.headers, **({"Content-Type": content_type} if content_type else {})}
+    status, parsed, text = raw_request(stack.edge_url, "POST", "/api/generate-structure", body=body, headers=headers)
+    assert status == 422 and parsed is not None, text
+    expected = {"field": "body", "message": "expected a JSON object with Content-Type: application/json"}
+    assert expected in parsed["fields"]
+
+
 @pytest.mark.parametrize("case", ["truncated", "10k nested arrays", "NaN in story", "NUL in a string"])
 def test_invalid_json_says_why(stack: Stack, users: UserFactory, case: str) -> None:
     user = users.create(credits=0)
