@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from edge.access_log import AccessLogMiddleware
+from edge.body_limit import BodyLimitMiddleware
 from edge.clients import ServiceClients
 from edge.errors import install_error_handlers
 from edge.json import DecimalJSONResponse
 from edge.key_cache import KeyCache, follow_revocations
 from edge.metrics import metrics_endpoint
+from edge.responses import ADMIN_ERRORS, ERRORS, KEY_ERRORS, METERED_ERRORS
 from edge.routes import admin, generate, health, me, projects
 from edge.settings import EdgeSettings
 
@@ -41,14 +43,18 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         version="0.1.0",
         default_response_class=DecimalJSONResponse,
         lifespan=lifespan,
+        # A trailing slash is an unknown path (JSON 404), not a redirect: `/api/projects/..%2F` must not be
+        # answered with a 307 to `/api/projects/..`.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    app.include_router(health.router)
-    app.include_router(admin.router)
-    app.include_router(me.router)
-    app.include_router(generate.router)
-    app.include_router(projects.router)
+    app.include_router(health.router, responses=ERRORS)
+    app.include_router(admin.router, responses=ADMIN_ERRORS)
+    app.include_router(me.router, responses=KEY_ERRORS)
+    app.include_router(generate.router, responses=METERED_ERRORS)
+    app.include_router(projects.router, responses=KEY_ERRORS)
     return app

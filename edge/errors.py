@@ -39,6 +39,18 @@ API_KEY_REQUIRED = ApiError(401, "API key required", "Please provide an API key 
 INVALID_API_KEY = ApiError(401, "Invalid API key")
 ADMIN_REQUIRED = ApiError(403, "Admin access required", "This endpoint requires an admin API key")
 
+
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over the configured limit. An `HTTPException` so that FastAPI's body reader, which
+    turns any other exception raised while reading into a 400, passes it on unchanged."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413)
+        self.error = ApiError(413, "Request body too large", f"The request body must be at most {limit} bytes")
+
+    def response(self) -> DecimalJSONResponse:
+        return DecimalJSONResponse(self.error.body, status_code=413)
+
 #: gRPC status → HTTP status for errors the services raise on purpose (their domain errors).
 GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -72,6 +84,13 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _message(error: dict[str, Any]) -> str:
+    # A body FastAPI did not parse as JSON (no or another Content-Type) reaches validation as raw bytes.
+    if tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes):
+        return "expected a JSON object with Content-Type: application/json"
+    return str(error.get("msg", "invalid"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> DecimalJSONResponse:
@@ -80,16 +99,22 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {**(headers or {}), "X-Request-ID": str(exc.body["requestId"])}
         return DecimalJSONResponse(exc.body, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge) -> DecimalJSONResponse:
+        return exc.response()
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> DecimalJSONResponse:
         errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return DecimalJSONResponse(
-                {"error": "Invalid JSON", "message": "The request body is not valid JSON"}, status_code=400
-            )
+        invalid = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if invalid is not None:
+            # The parser's reason is a fixed text ("Expecting value", "NaN is not valid JSON"), never input.
+            reason = (invalid.get("ctx") or {}).get("error")
+            message = "The request body is not valid JSON" + (f": {redact(str(reason))}" if reason else "")
+            return DecimalJSONResponse({"error": "Invalid JSON", "message": message}, status_code=400)
         # Never pydantic's `input` (it echoes the value sent); names and messages redacted, as a field name
         # can be anything the caller typed.
-        fields = [{"field": redact(_field_name(tuple(e.get("loc", ())))), "message": redact(e.get("msg", "invalid"))}
+        fields = [{"field": redact(_field_name(tuple(e.get("loc", ())))), "message": redact(_message(e))}
                   for e in errors]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return DecimalJSONResponse(

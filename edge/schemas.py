@@ -5,24 +5,47 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from common.money import MAX_AMOUNT
 from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
 from common.rate_limits import MAX_REQUESTS_PER_MINUTE
+from edge.request_json import JsonFloat
+
+#: Ids are int64 in the services; a larger cursor in a query string is a 422, not a protobuf error.
+MAX_ID = 2**63 - 1
+#: The most credits one grant (or a new user's initial credits) may carry.
+MAX_GRANT_CREDITS = int(MAX_AMOUNT)
 
 
-def _json_number(value: Any) -> Any:
-    """Credits must be JSON numbers: refuse strings and booleans; read floats by their JSON text."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError("must be a number")
+def _whole_credits(value: Any) -> Any:
+    """Granted credits are whole credits (1 credit = 1 cent) given as a JSON number.
+
+    Strings and booleans are refused. A number written with a fraction or exponent is accepted when its
+    JSON text is exactly a whole number (`10.0`, `1e3`): JSON and JSON Schema do not tell 10.0 from 10,
+    and some clients (Python, Java) write whole floats that way. It is judged by the text the client sent,
+    not the float it parses to, so `10.0000000000000001` is refused rather than silently read as 10.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number of credits (a JSON integer)")
     if isinstance(value, float):
-        return Decimal(repr(value))
-    return Decimal(value)
+        exact = Decimal(value.text if isinstance(value, JsonFloat) else repr(value))
+        if not exact.is_finite() or exact != exact.to_integral_value():
+            raise ValueError("must be a whole number of credits (1 credit = 1 cent)")
+        if abs(exact) > 10 * MAX_GRANT_CREDITS:
+            raise ValueError(f"must be at most {MAX_GRANT_CREDITS}")
+        return int(exact)
+    return value
 
 
-Credits = Annotated[Decimal, BeforeValidator(_json_number), Field(le=MAX_AMOUNT, decimal_places=4)]
-Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{3,64}$")]
+# The bounds come before the validator so that they apply to its int result and show in the JSON schema.
+InitialCredits = Annotated[int, Field(ge=0, le=MAX_GRANT_CREDITS), BeforeValidator(_whole_credits)]
+GrantedCredits = Annotated[int, Field(gt=0, le=MAX_GRANT_CREDITS), BeforeValidator(_whole_credits)]
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
+Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=USERNAME_PATTERN)]
+#: A username in a URL path: malformed ones (SQL metacharacters, unicode, NUL, overlong) are a 422 here.
+UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 ]
@@ -35,12 +58,12 @@ class StrictBody(BaseModel):
 class CreateUserBody(StrictBody):
     username: Username
     email: Email
-    initial_credits: Annotated[Credits, Field(ge=0)] = Field(Decimal(0), alias="initialCredits")
+    initial_credits: InitialCredits = Field(0, alias="initialCredits")
 
 
 class GrantCreditsBody(StrictBody):
     username: Username
-    credits: Annotated[Credits, Field(gt=0)]
+    credits: GrantedCredits
     notes: Annotated[str, StringConstraints(max_length=1000)] = ""
     type: Literal["grant", "purchase", "refund"] = "grant"
 

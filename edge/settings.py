@@ -35,3 +35,5 @@ class EdgeSettings(CommonSettings):
     #: One access-log line per request (method, path, status, duration, request id, user id; never the
     #: query string or a header), on the `edge.access` logger at INFO.
     access_log: bool = True
+    #: Larger request bodies are refused with 413 before they are parsed (EDGE_MAX_BODY_BYTES).
+    max_body_bytes: int = Field(1024 * 1024, ge=1)

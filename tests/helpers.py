@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 
 
@@ -29,11 +30,11 @@ class UserFactory:
         self.client = client
         self.admin_headers = admin_headers
 
-    def create(self, credits: int | str | Decimal = 100, prefix: str = "user") -> TestUser:
+    def create(self, credits: int = 100, prefix: str = "user") -> TestUser:
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         body: dict[str, Any] = {"username": name, "email": f"{name}@example.test"}
         if credits:
-            body["initialCredits"] = credits if isinstance(credits, int) else float(credits)
+            body["initialCredits"] = credits
         response = self.client.post("/api/admin/create-user", json=body, headers=self.admin_headers)
         assert response.status_code == 201, response.text
         user = response.json()["user"]
@@ -55,3 +56,36 @@ def key_leaks(key: str, text: str, longest: int = 12) -> list[str]:
     secret, lowered = key.split("_", 1)[1].lower(), text.lower()
     size = longest + 1
     return [secret[i:i + size] for i in range(len(secret) - longest) if secret[i:i + size] in lowered]
+
+
+#: Every table a request could touch, with the column that ties a row to a user.
+_USER_SCOPED = {
+    "user_accounts": "id",
+    "credit_accounts": "user_id",
+    "credit_transactions": "user_id",
+    "credit_holds": "user_id",
+    "usage_logs": "user_id",
+    "projects": "user_id",
+}
+
+
+async def db_snapshot(db: asyncpg.Connection, *user_ids: int) -> dict[str, Any]:
+    """Counts of all users, and for the given users every row of every table (hashed, all columns), so a
+    rejected request can be shown to have changed nothing: `assert await db_snapshot(...) == before`.
+
+    Scoped to the users a test owns (plus the global user count and highest id, which only creating a user
+    moves) so that background work for other tests (the sweeper expiring their holds) cannot disturb it.
+    """
+    ids = list(user_ids)
+    snapshot: dict[str, Any] = dict(
+        await db.fetchrow("SELECT count(*) AS users, coalesce(max(id), 0) AS max_user_id FROM user_accounts")
+    )
+    for table, column in _USER_SCOPED.items():
+        snapshot[table] = tuple(await db.fetchrow(
+            f"""SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+                FROM {table} t WHERE {column} = ANY($1::bigint[])""", ids))
+    snapshot["credit_hold_resolutions"] = tuple(await db.fetchrow(
+        """SELECT count(*), md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), ''))
+           FROM credit_hold_resolutions r JOIN credit_holds h ON h.id = r.hold_id
+           WHERE h.user_id = ANY($1::bigint[])""", ids))
+    return snapshot

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from common.money import from_wire, to_wire
+from edge import responses
 from edge.errors import ApiError
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
+from edge.request_json import JsonRoute
 from edge.routes.stats import usage_stats_body
-from edge.schemas import CreateUserBody, GrantCreditsBody, LimitsBody
+from edge.schemas import MAX_ID, CreateUserBody, GrantCreditsBody, LimitsBody, UsernamePath
 from edge.security import Caller, require_admin
 from protos import auth_pb2, billing_pb2
 
-router = APIRouter(prefix="/api/admin", tags=["admin"])
+router = APIRouter(prefix="/api/admin", tags=["admin"], route_class=JsonRoute)
 Admin = Annotated[Caller, Depends(require_admin)]
 
 
@@ -33,7 +36,7 @@ def _balance_numbers(balance: billing_pb2.Balance) -> dict[str, Any]:
     }
 
 
-@router.post("/create-user", status_code=201)
+@router.post("/create-user", status_code=201, response_model=responses.CreatedUser)
 async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> DecimalJSONResponse:
     clients = request.app.state.clients
     created = await clients.call(
@@ -43,7 +46,7 @@ async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> D
     try:
         if body.initial_credits > 0:
             grant = billing_pb2.GrantRequest(
-                user_id=user.id, credits=to_wire(body.initial_credits), transaction_type="grant",
+                user_id=user.id, credits=to_wire(Decimal(body.initial_credits)), transaction_type="grant",
                 notes="initial credits", created_by=admin.username,
                 idempotency_key=f"create-user:{user.id}:initial",
             )
@@ -78,7 +81,7 @@ async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> D
     )
 
 
-@router.post("/grant-credits")
+@router.post("/grant-credits", response_model=responses.Granted)
 async def grant_credits(
     body: GrantCreditsBody,
     request: Request,
@@ -92,7 +95,7 @@ async def grant_credits(
     # notes) is caught as a different request rather than granting twice.
     key = f"grant:{admin.id}:{idempotency_key}" if idempotency_key else f"grant:{uuid.uuid4()}"
     grant = billing_pb2.GrantRequest(
-        user_id=user.id, credits=to_wire(body.credits), transaction_type=body.type, notes=body.notes,
+        user_id=user.id, credits=to_wire(Decimal(body.credits)), transaction_type=body.type, notes=body.notes,
         created_by=admin.username, idempotency_key=key,
     )
     try:
@@ -114,19 +117,19 @@ async def grant_credits(
     )
 
 
-@router.get("/usage-stats/{username}")
-async def usage_stats(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+@router.get("/usage-stats/{username}", response_model=responses.UsageStats)
+async def usage_stats(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
     clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
     return DecimalJSONResponse(await usage_stats_body(clients, user.id, user.username))
 
 
-@router.get("/users")
+@router.get("/users", response_model=responses.UserPage)
 async def list_users(
     request: Request,
     admin: Admin,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> DecimalJSONResponse:
     clients = request.app.state.clients
     page = await clients.call(
@@ -151,8 +154,8 @@ async def list_users(
     return DecimalJSONResponse({"users": users, "next_after": page.next_after_id or None})
 
 
-@router.post("/users/{username}/rotate-key")
-async def rotate_key(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+@router.post("/users/{username}/rotate-key", response_model=responses.RotatedKey)
+async def rotate_key(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
     """A new key for the user, shown once; the old key stops working at once."""
     clients = request.app.state.clients
     reply = await clients.call("auth", clients.auth.RotateKey, auth_pb2.GetUserRequest(username=username))
@@ -163,23 +166,23 @@ async def rotate_key(username: str, request: Request, admin: Admin) -> DecimalJS
                                 "api_key": reply.api_key})
 
 
-@router.post("/users/{username}/disable")
-async def disable_user(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+@router.post("/users/{username}/disable", response_model=responses.UserState)
+async def disable_user(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
     clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.DisableUser, auth_pb2.GetUserRequest(username=username))
     request.app.state.key_cache.evict_user(user.id)
     return DecimalJSONResponse({"message": "User disabled", "username": user.username, "disabled": True})
 
 
-@router.post("/users/{username}/enable")
-async def enable_user(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+@router.post("/users/{username}/enable", response_model=responses.UserState)
+async def enable_user(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
     clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.EnableUser, auth_pb2.GetUserRequest(username=username))
     return DecimalJSONResponse({"message": "User enabled", "username": user.username, "disabled": False})
 
 
-@router.get("/users/{username}/limits")
-async def get_limits(username: str, request: Request, admin: Admin) -> DecimalJSONResponse:
+@router.get("/users/{username}/limits", response_model=responses.Limits)
+async def get_limits(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
     """The user's rate limits: stored (null = the service default) and effective (0 = no limit)."""
     clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
@@ -195,8 +198,8 @@ def _limit_value(body: LimitsBody, name: str) -> billing_pb2.LimitValue | None:
     return billing_pb2.LimitValue(use_default=True) if value is None else billing_pb2.LimitValue(limit=value)
 
 
-@router.put("/users/{username}/limits")
-async def set_limits(username: str, body: LimitsBody, request: Request, admin: Admin) -> DecimalJSONResponse:
+@router.put("/users/{username}/limits", response_model=responses.Limits)
+async def set_limits(username: UsernamePath, body: LimitsBody, request: Request, admin: Admin) -> DecimalJSONResponse:
     """Set the user's rate limits (absent = keep, null = the service default, 0 = no limit).
 
     Takes effect on the user's next call on every replica: billing reads the limits in the same locked

@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
 
 from edge.pipeline import run_metered
+from edge.request_json import JsonRoute
+from edge.responses import Generated
 from edge.schemas import (
     DialogueBody,
     GenerationOptions,
@@ -21,7 +23,7 @@ from edge.schemas import (
 from edge.security import Caller, current_user
 from protos import generation_pb2
 
-router = APIRouter(prefix="/api", tags=["generation"])
+router = APIRouter(prefix="/api", tags=["generation"], route_class=JsonRoute)
 User = Annotated[Caller, Depends(current_user)]
 SimFault = Annotated[str | None, Header(alias="X-Sim-Fault", max_length=64)]
 #: A retry with the same key (and body) answers the first result and is charged once (see pipeline.py).
@@ -59,7 +61,7 @@ async def _run(request: Request, caller: Caller, endpoint: str, gen: generation_
                              settings.generation_timeout_seconds, idempotency_key)
 
 
-@router.post("/generate-structure")
+@router.post("/generate-structure", response_model=Generated)
 async def generate_structure(
     body: StructureBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
 ) -> Response:
@@ -68,7 +70,7 @@ async def generate_structure(
     return await _run(request, caller, "/api/generate-structure", gen, idem)
 
 
-@router.post("/generate-structure-custom")
+@router.post("/generate-structure-custom", response_model=Generated)
 async def generate_structure_custom(
     body: StructureCustomBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
 ) -> Response:
@@ -77,7 +79,7 @@ async def generate_structure_custom(
     return await _run(request, caller, "/api/generate-structure-custom", gen, idem)
 
 
-@router.post("/generate-plot-points-for-act/{project_path}/{act_key}")
+@router.post("/generate-plot-points-for-act/{project_path}/{act_key}", response_model=Generated)
 async def generate_plot_points(
     project_path: str, act_key: str, request: Request, caller: User,
     body: Annotated[PlotPointsBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKey = None,
@@ -87,7 +89,7 @@ async def generate_plot_points(
     return await _run(request, caller, "/api/generate-plot-points-for-act", gen, idem)
 
 
-@router.post("/generate-scenes")
+@router.post("/generate-scenes", response_model=Generated)
 async def generate_scenes(
     body: ScenesBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
 ) -> Response:
@@ -96,7 +98,7 @@ async def generate_scenes(
     return await _run(request, caller, "/api/generate-scenes", gen, idem)
 
 
-@router.post("/generate-scene/{project_path}/{structure_key}")
+@router.post("/generate-scene/{project_path}/{structure_key}", response_model=Generated)
 async def generate_scene(
     project_path: str, structure_key: str, request: Request, caller: User,
     body: Annotated[SceneBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKey = None,
@@ -105,7 +107,7 @@ async def generate_scene(
     return await _run(request, caller, "/api/generate-scene", gen, idem)
 
 
-@router.post("/generate-dialogue")
+@router.post("/generate-dialogue", response_model=Generated)
 async def generate_dialogue(
     body: DialogueBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
 ) -> Response:

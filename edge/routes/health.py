@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from edge import responses
 from edge.json import DecimalJSONResponse
+from edge.request_json import JsonRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=JsonRoute)
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=responses.Liveness)
 async def healthz() -> DecimalJSONResponse:
     return DecimalJSONResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=responses.Readiness,
+            responses={503: {"model": responses.Readiness, "description": "Some service is not serving"}})
 async def readyz(request: Request) -> DecimalJSONResponse:
     services = await request.app.state.clients.health()
     ready = all(status == "SERVING" for status in services.values())

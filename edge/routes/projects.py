@@ -8,11 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from edge import responses
 from edge.json import DecimalJSONResponse
+from edge.request_json import JsonRoute
 from edge.security import Caller, current_user
 from protos import generation_pb2
 
-router = APIRouter(prefix="/api", tags=["projects"])
+router = APIRouter(prefix="/api", tags=["projects"], route_class=JsonRoute)
 User = Annotated[Caller, Depends(current_user)]
 
 
@@ -21,14 +23,14 @@ def _template(t: generation_pb2.Template) -> dict[str, object]:
             "acts": [{"key": a.key, "name": a.name, "description": a.description} for a in t.acts]}
 
 
-@router.get("/templates")
+@router.get("/templates", response_model=responses.Templates)
 async def list_templates(request: Request, caller: User) -> DecimalJSONResponse:
     clients = request.app.state.clients
     reply = await clients.call("generation", clients.generation.ListTemplates, generation_pb2.ListTemplatesRequest())
     return DecimalJSONResponse({"templates": [_template(t) for t in reply.templates]})
 
 
-@router.get("/templates/{template_id}")
+@router.get("/templates/{template_id}", response_model=responses.Template)
 async def get_template(template_id: str, request: Request, caller: User) -> DecimalJSONResponse:
     clients = request.app.state.clients
     reply = await clients.call("generation", clients.generation.GetTemplate,
@@ -36,7 +38,7 @@ async def get_template(template_id: str, request: Request, caller: User) -> Deci
     return DecimalJSONResponse(_template(reply))
 
 
-@router.get("/models")
+@router.get("/models", response_model=responses.Models)
 async def list_models(request: Request, caller: User) -> DecimalJSONResponse:
     clients = request.app.state.clients
     reply = await clients.call("generation", clients.generation.ListModels, generation_pb2.ListModelsRequest())
@@ -45,7 +47,7 @@ async def list_models(request: Request, caller: User) -> DecimalJSONResponse:
          "default": m.is_default} for m in reply.models]})
 
 
-@router.get("/projects")
+@router.get("/projects", response_model=responses.Projects)
 async def list_projects(request: Request, caller: User) -> DecimalJSONResponse:
     clients = request.app.state.clients
     reply = await clients.call("generation", clients.generation.ListProjects,
@@ -55,7 +57,7 @@ async def list_projects(request: Request, caller: User) -> DecimalJSONResponse:
          "updated_at": p.updated_at} for p in reply.projects]})
 
 
-@router.get("/projects/{project_path}")
+@router.get("/projects/{project_path}", response_model=responses.Project)
 async def get_project(project_path: str, request: Request, caller: User) -> DecimalJSONResponse:
     clients = request.app.state.clients
     reply = await clients.call("generation", clients.generation.GetProject,
@@ -63,7 +65,7 @@ async def get_project(project_path: str, request: Request, caller: User) -> Deci
     return DecimalJSONResponse(json.loads(reply.project_json))
 
 
-@router.delete("/projects/{project_path}")
+@router.delete("/projects/{project_path}", response_model=responses.DeletedProject)
 async def delete_project(project_path: str, request: Request, caller: User) -> DecimalJSONResponse:
     clients = request.app.state.clients
     await clients.call("generation", clients.generation.DeleteProject,
@@ -71,7 +73,7 @@ async def delete_project(project_path: str, request: Request, caller: User) -> D
     return DecimalJSONResponse({"message": "Project deleted", "projectPath": project_path})
 
 
-@router.get("/projects/{project_path}/export")
+@router.get("/projects/{project_path}/export", responses=responses.EXPORT)
 async def export_project(
     project_path: str, request: Request, caller: User,
     format: Annotated[Literal["fountain", "text", "json"], Query()] = "fountain",

@@ -90,8 +90,10 @@ class AuthRepository:
     async def get_user(self, *, user_id: int | None = None, username: str | None = None) -> UserRecord:
         if user_id is not None:
             row = await self._pool.fetchrow(queries.USER_BY_ID, user_id)
+        elif username is None or not USERNAME_PATTERN.fullmatch(username):
+            raise UserNotFound()  # no such user can exist; and a NUL would be a database error, not a 404
         else:
-            row = await self._pool.fetchrow(queries.USER_BY_USERNAME, username or "")
+            row = await self._pool.fetchrow(queries.USER_BY_USERNAME, username)
         if row is None:
             raise UserNotFound()
         return UserRecord.from_row(row)

@@ -52,7 +52,7 @@ class ProjectRepository:
         return _document(row)
 
     async def get(self, user_id: int, project_path: str) -> dict[str, Any]:
-        if not PROJECT_PATH.match(project_path):
+        if not PROJECT_PATH.fullmatch(project_path):
             raise ProjectNotFound()
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM projects WHERE project_path = $1 AND user_id = $2", project_path, user_id
@@ -71,7 +71,7 @@ class ProjectRepository:
         )
 
     async def delete(self, user_id: int, project_path: str) -> None:
-        if not PROJECT_PATH.match(project_path):
+        if not PROJECT_PATH.fullmatch(project_path):
             raise ProjectNotFound()
         status = await self._pool.execute(
             "DELETE FROM projects WHERE project_path = $1 AND user_id = $2", project_path, user_id

@@ -106,15 +106,22 @@ def test_unknown_username_is_404(client: httpx.Client, admin_headers: dict[str, 
     assert client.post(f"/api/admin/users/{name}/disable", headers=admin_headers).status_code == 404
 
 
-def test_fractional_credits_are_exact(client: httpx.Client, admin_headers: dict[str, str], users: UserFactory) -> None:
+def test_grants_are_whole_credits_read_exactly(
+    client: httpx.Client, admin_headers: dict[str, str], users: UserFactory
+) -> None:
+    """1 credit = 1 cent: grants are whole; a whole number written as 10.0 or 1e1 is read exactly."""
     user = users.create(credits=0)
-    for _ in range(3):
-        response = client.post("/api/admin/grant-credits",
-                               headers={**admin_headers, "Content-Type": "application/json"},
-                               content=f'{{"username": "{user.username}", "credits": 0.1}}')
-        assert response.status_code == 200
-    assert users.balance(user) == Decimal("0.3")
-    assert '"credits_remaining":0.3' in client.get("/api/my-stats", headers=user.headers).text
+    headers = {**admin_headers, "Content-Type": "application/json"}
+    for text in ("0.1", "10.0000000000000001"):
+        response = client.post("/api/admin/grant-credits", headers=headers,
+                               content=f'{{"username": "{user.username}", "credits": {text}}}')
+        assert response.status_code == 422, response.text
+    for text in ("10.0", "1e1"):
+        response = client.post("/api/admin/grant-credits", headers=headers,
+                               content=f'{{"username": "{user.username}", "credits": {text}}}')
+        assert response.status_code == 200, response.text
+        assert '"credits_granted":10,' in response.text
+    assert users.balance(user) == Decimal(20)
 
 
 def test_grant_idempotency_key_header_makes_retries_safe(
@@ -169,10 +176,10 @@ def test_my_transactions_lists_own_ledger(client: httpx.Client, admin_headers: d
                                           users: UserFactory) -> None:
     user = users.create(credits=20)
     client.post("/api/admin/grant-credits", headers=admin_headers,
-                json={"username": user.username, "credits": 2.5, "notes": "thanks"})
+                json={"username": user.username, "credits": 2, "notes": "thanks"})
     rows = client.get("/api/my-transactions", headers=user.headers).json()["transactions"]
     assert [(r["transaction_type"], r["credits_amount"], r["balance_after"]) for r in rows] == [
-        ("grant", 2.5, 22.5), ("grant", 20, 20)]
+        ("grant", 2, 22), ("grant", 20, 20)]
     assert rows[0]["notes"] == "thanks"
     assert client.get("/api/my-transactions").status_code == 401
 

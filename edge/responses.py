@@ -1,0 +1,268 @@
+"""What the routes answer, declared for the OpenAPI schema (clients, and the schema-conformance fuzz test).
+
+These models are documentation only: routes keep returning `DecimalJSONResponse` objects, which FastAPI
+sends as they are (it validates and serializes a `response_model` only for plain return values), so
+nothing here runs per request. Credits are Decimals rendered as JSON numbers, hence `Money`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+Money = Annotated[Decimal, WithJsonSchema({"type": "number"})]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+class ErrorBody(_Doc):
+    """Every error: a short fixed `error`, usually a `message`, sometimes more (e.g. `required`)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str | None = None
+
+
+class FieldError(_Doc):
+    field: str
+    message: str
+
+
+class ValidationErrorBody(ErrorBody):
+    fields: list[FieldError]
+
+
+def _error(description: str, model: type[BaseModel] = ErrorBody) -> dict[str, Any]:
+    return {"model": model, "description": description}
+
+
+#: Errors any route may answer ("default" covers the service-side ones: 404, 409, 429, 502-504).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed JSON body, or input a service refused"),
+    413: _error("Request body larger than EDGE_MAX_BODY_BYTES"),
+    422: _error("Invalid parameters or body; `fields` names each problem", ValidationErrorBody),
+    "default": _error("Any other error, same shape"),
+}
+KEY_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 401: _error("API key missing or invalid")}
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {**KEY_ERRORS, 403: _error("Not an admin key")}
+METERED_ERRORS: dict[int | str, dict[str, Any]] = {
+    **KEY_ERRORS, 402: _error("Insufficient credits; `remaining` and `required` say how many"),
+}
+
+
+# -- health ---------------------------------------------------------------------------------------------
+class Liveness(_Doc):
+    status: str
+
+
+class Readiness(_Doc):
+    status: str
+    services: dict[str, str]
+    key_cache: str
+
+
+# -- accounts -------------------------------------------------------------------------------------------
+class NewUser(_Doc):
+    id: int
+    username: str
+    email: str
+    api_key: str
+    credits_remaining: Money
+
+
+class CreatedUser(_Doc):
+    message: str
+    user: NewUser
+
+
+class Balance(_Doc):
+    username: str
+    credits_remaining: Money | None = Field(description="null for an unlimited (admin) account")
+    credits_held: Money
+    total_credits_purchased: Money
+    unlimited: bool
+
+
+class Granted(_Doc):
+    message: str
+    user: Balance
+    credits_granted: int
+    transaction_id: int
+    replayed: bool
+
+
+class Usage(_Doc):
+    total_requests: int
+    total_tokens: int
+    total_cost: Money
+    successful_requests: int
+    avg_tokens_per_request: int
+
+
+class EndpointUsage(_Doc):
+    endpoint: str
+    count: int
+    total_cost: Money
+
+
+class UsageStats(_Doc):
+    user: Balance
+    usage: Usage
+    recent_usage: list[EndpointUsage] = Field(alias="recentUsage")
+
+
+class ListedUser(_Doc):
+    id: int
+    username: str
+    email: str
+    is_admin: bool
+    disabled: bool
+    api_key_prefix: str
+    created_at: str
+    credits_remaining: Money | None
+    credits_held: Money
+    total_credits_purchased: Money
+    unlimited: bool
+    total_requests: int
+    total_tokens: int
+    total_cost: Money
+
+
+class UserPage(_Doc):
+    users: list[ListedUser]
+    next_after: int | None
+
+
+class RotatedKey(_Doc):
+    message: str
+    username: str
+    api_key: str
+
+
+class EffectiveLimits(_Doc):
+    requests_per_minute: int
+    max_concurrent: int
+
+
+class Limits(_Doc):
+    """Stored limits (null = the service default) and the effective ones (0 = no limit)."""
+
+    message: str | None = None
+    username: str
+    requests_per_minute: int | None
+    max_concurrent: int | None
+    effective: EffectiveLimits
+    exempt: bool
+    in_flight: int
+
+
+class UserState(_Doc):
+    message: str
+    username: str
+    disabled: bool
+
+
+class Transaction(_Doc):
+    id: int
+    transaction_type: str
+    credits_amount: Money
+    balance_after: Money
+    notes: str | None
+    created_by: str | None
+    hold_id: str | None
+    created_at: str
+
+
+class TransactionPage(_Doc):
+    transactions: list[Transaction]
+    next_before: int | None
+
+
+# -- templates, models, projects --------------------------------------------------------------------------
+class TemplateAct(_Doc):
+    key: str
+    name: str
+    description: str
+
+
+class Template(_Doc):
+    id: str
+    name: str
+    description: str
+    acts: list[TemplateAct]
+
+
+class Templates(_Doc):
+    templates: list[Template]
+
+
+class Model(_Doc):
+    id: str
+    input_usd_per_mtok: str
+    output_usd_per_mtok: str
+    default: bool
+
+
+class Models(_Doc):
+    models: list[Model]
+
+
+class ProjectSummary(_Doc):
+    project_path: str = Field(alias="projectPath")
+    title: str
+    template: str
+    created_at: str
+    updated_at: str
+
+
+class Projects(_Doc):
+    projects: list[ProjectSummary]
+
+
+class Project(_Doc):
+    project_path: str
+    title: str
+    story_input: dict[str, Any]
+    template: dict[str, Any]
+    structure: dict[str, Any]
+    plot_points: dict[str, Any]
+    scenes: dict[str, Any]
+    dialogue: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class DeletedProject(_Doc):
+    message: str
+    project_path: str = Field(alias="projectPath")
+
+
+EXPORT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The project as a Fountain screenplay, plain text, or JSON (by `format`)",
+        "content": {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}},
+    },
+}
+
+
+# -- metered generation --------------------------------------------------------------------------------
+class GenerationUsage(_Doc):
+    input_tokens: int
+    output_tokens: int
+    model: str
+    credits_charged: Money
+    credits_remaining: Money | None
+
+
+class Generated(_Doc):
+    """The endpoint's result (structure, plotPoints, scenes, scene or dialogue), plus usage and ids."""
+
+    model_config = ConfigDict(extra="allow")
+    project_path: str = Field(alias="projectPath")
+    usage: GenerationUsage
+    request_id: str = Field(alias="requestId")
