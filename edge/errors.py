@@ -37,6 +37,8 @@ class ApiError(Exception):
 
 API_KEY_REQUIRED = ApiError(401, "API key required", "Please provide an API key in the X-API-Key header")
 INVALID_API_KEY = ApiError(401, "Invalid API key")
+#: The `fields` entry of a 422 for an Idempotency-Key reused with another request (every 422 names its fields).
+IDEMPOTENCY_KEY_REUSED = {"field": "Idempotency-Key", "message": "already used with a different request"}
 ADMIN_REQUIRED = ApiError(403, "Admin access required", "This endpoint requires an admin API key")
 
 

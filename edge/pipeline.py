@@ -28,7 +28,7 @@ from fastapi import Response
 
 from common.money import for_json, from_wire, to_wire
 from edge.clients import ServiceClients
-from edge.errors import ApiError, from_grpc
+from edge.errors import IDEMPOTENCY_KEY_REUSED, ApiError, from_grpc
 from edge.json import DecimalJSONResponse
 from edge.metrics import CREDITS_CHARGED, GENERATIONS, LATENCY, TOKENS
 from edge.rate_limits import RATE_LIMITS, rate_limited
@@ -236,7 +236,8 @@ async def _answer_from_record(
                         headers={**stored.headers, "Idempotent-Replayed": "true"})
     if state == Idempotent.IDEMPOTENT_MISMATCH:
         raise ApiError(422, "Idempotency key reused",
-                       "This Idempotency-Key was already used with a different request; use a new key")
+                       "This Idempotency-Key was already used with a different request; use a new key",
+                       fields=[IDEMPOTENCY_KEY_REUSED])
     if state == Idempotent.IDEMPOTENT_IN_PROGRESS:
         error = ApiError(409, "Request in progress",
                          "A request with this Idempotency-Key is still running; retry after it ends")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 
 from common.money import from_wire, to_wire
 from edge import responses
-from edge.errors import ApiError
+from edge.errors import IDEMPOTENCY_KEY_REUSED, ApiError
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
@@ -104,7 +104,8 @@ async def grant_credits(
     except ApiError as exc:
         if exc.status == 409:  # billing's IdempotencyConflict, the only FAILED_PRECONDITION of Grant
             raise ApiError(422, "Idempotency key reused",
-                           "This Idempotency-Key was already used with a different request; use a new key") from exc
+                           "This Idempotency-Key was already used with a different request; use a new key",
+                           fields=[IDEMPOTENCY_KEY_REUSED]) from exc
         raise
     return DecimalJSONResponse(
         {
