@@ -30,6 +30,7 @@ def main() -> None:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 

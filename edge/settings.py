@@ -32,6 +32,10 @@ class EdgeSettings(CommonSettings):
     #: disables evict at once). 0 = ask auth on every request.
     key_cache_seconds: float = Field(60.0, ge=0)
     workers: int = Field(1, ge=1)
+    #: How long an idle client connection is kept open. Longer than the usual client pool expiry (httpx: 5 s)
+    #: and load-balancer idle timeouts (60 s), so a client never reuses a connection the edge is closing at
+    #: that moment (which it sees as a reset, not an answer).
+    keep_alive_seconds: int = Field(75, ge=1)
     #: One access-log line per request (method, path, status, duration, request id, user id; never the
     #: query string or a header), on the `edge.access` logger at INFO.
     access_log: bool = True
