@@ -37,7 +37,10 @@ class Unavailable(DomainError):
     message = "database unavailable"
 
 
-_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+#: The database is away (or going away): the statement did not commit, so the caller may retry. Admin and
+#: crash shutdowns (SQLSTATE 57P01/57P02) end the session the way a lost connection does.
+_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
 
 def _wrap(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
