@@ -10,6 +10,7 @@ import grpc
 import httpx
 import pytest
 
+from services.billing.repository import BillingRepository
 from tests.helpers import UserFactory
 from tests.stack import Stack
 
@@ -46,6 +47,16 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def repo(stack: Stack) -> AsyncIterator[BillingRepository]:
+    """Billing's repository on the stack's database, for reading the books as billing itself does."""
+    pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=2)
+    try:
+        yield BillingRepository(pool)
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

@@ -13,11 +13,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.grpc_server import MAX_MESSAGE_BYTES
 from common.service_auth import ServiceTokens, authenticated_channel, ensure_token_file, parse_tokens
@@ -152,7 +155,39 @@ class Stack:
         self.ports[name] = port
         port_setting = {"billing": "BILLING_PORT", "edge": "PORT"}[kind]
         self.start_process(name, [sys.executable, "-m", MODULES[kind]], env={**(env or {}), port_setting: str(port)})
+        if kind == "billing":
+            self.wait_serving(name)
         self.wait_ready()
+
+    @contextmanager
+    def replica(self, name: str, kind: str, env: dict[str, str] | None = None) -> Iterator[str]:
+        """`add_replica` for a block (a module fixture on the shared stack): yields the replica's URL (edge)
+        or gRPC address (billing), and stops and forgets it afterwards."""
+        self.add_replica(name, kind, env)
+        try:
+            yield self.url(name) if kind == "edge" else self.addr(name)
+        finally:
+            if name in self.processes:
+                self.stop_process(name)
+            for registry in (self.ports, self.commands, self.process_env):
+                registry.pop(name, None)
+
+    def wait_serving(self, name: str, timeout: float = 60) -> None:
+        """Until a gRPC process answers SERVING to health checks (which need no service token)."""
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.addr(name)) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited early: {self.log(name)[-3000:]}")
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise RuntimeError(f"{name} never became SERVING")
 
     def restart(self, name: str) -> None:
         """(Stop and) start one process as it was first started (fault tests)."""

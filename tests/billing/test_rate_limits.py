@@ -21,14 +21,13 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.db import migrate, migration_files
 from common.service_auth import authenticated_channel
 from common.settings import REPO_ROOT
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.repository import BillingRepository, UsageRecord
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 Reason = billing_pb2.ReserveResponse
 Stub = billing_pb2_grpc.BillingStub
@@ -53,40 +52,8 @@ async def billing(stack: Stack) -> AsyncIterator[Stub]:
 @pytest.fixture(scope="module")
 def second_billing(stack: Stack) -> Iterator[str]:
     """A second billing replica (its own process and port) on the same database."""
-    port = free_port()
-    env = {**stack.env, "BILLING_PORT": str(port)}
-    log_path = stack.data_dir / "logs" / f"billing-replica-{port}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "services.billing.server"], cwd=REPO_ROOT, env=env,
-                                stdout=log, stderr=log)
-    address = f"127.0.0.1:{port}"
-    try:
-        asyncio.run(_wait_serving(address, proc, log_path))  # health needs no service token
+    with stack.replica("billing-replica", "billing") as address:
         yield address
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def _wait_serving(address: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    async with grpc.aio.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"second billing exited: {log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError("second billing never became ready")
 
 
 @pytest.fixture
@@ -94,15 +61,6 @@ async def replicas(stack: Stack, second_billing: str) -> AsyncIterator[list[Stub
     async with stack.channel("billing") as one, \
             authenticated_channel(second_billing, stack.tokens) as two:
         yield [Stub(one), Stub(two)]
-
-
-@pytest.fixture
-async def repo(stack: Stack) -> AsyncIterator[BillingRepository]:
-    pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=2)
-    try:
-        yield BillingRepository(pool)
-    finally:
-        await pool.close()
 
 
 async def _account(billing: Stub, credits: str = "1000", *, rpm: billing_pb2.LimitValue | None = None,

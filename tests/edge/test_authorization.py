@@ -9,7 +9,6 @@ tests/generation/test_endpoints.py::test_another_users_project_is_not_found.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -21,9 +20,8 @@ import asyncpg
 import httpx
 import pytest
 
-from common.settings import REPO_ROOT
 from tests.helpers import TestUser, UserFactory
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 #: The guarantee: a disabled user's or a replaced key is refused this soon after the change returns.
 REFUSED_WITHIN_S = 1.0
@@ -147,33 +145,13 @@ async def test_a_user_key_is_refused_on_every_admin_route(client: httpx.Client, 
 
 @pytest.fixture(scope="module")
 def second_edge(stack: Stack) -> Iterator[str]:
-    """Another edge process on its own port against the same services, with its own key cache."""
-    port = free_port()
-    log = open(stack.data_dir / "logs" / f"edge-{port}.log", "ab")  # noqa: SIM115 - the process owns it
-    process = subprocess.Popen([sys.executable, "-m", "edge"], cwd=REPO_ROOT, env={**stack.env, "PORT": str(port)},
-                               stdout=log, stderr=log)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
+    """Another edge process on its own port against the same services, with its own key cache (live)."""
+    with stack.replica("edge-authz", "edge") as url:
         deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "the second edge exited"
-            try:
-                ready = httpx.get(f"{url}/readyz", timeout=2)
-                if ready.status_code == 200 and ready.json()["key_cache"] == "live":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the second edge never became ready"
+        while httpx.get(f"{url}/readyz", timeout=2).json()["key_cache"] != "live":
+            assert time.monotonic() < deadline, "the second edge's key cache never went live"
             time.sleep(0.1)
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 
 from services.generation.templates import InvalidTemplateId, TemplateError, TemplateStore, is_valid_template_id
 from tests.helpers import UserFactory, db_snapshot
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 STORY = {"title": "The Last Heist", "logline": "A retired safecracker takes one last job."}
 
@@ -58,26 +56,8 @@ SMALL_LIMIT = 2048
 def small_edge(stack: Stack) -> Iterator[str]:
     """A second edge on the same services with EDGE_MAX_BODY_BYTES=2048: proves the setting is honoured and
     lets a chunked body cross the limit without megabytes of traffic."""
-    port = free_port()
-    env = {**stack.env, "PORT": str(port), "EDGE_MAX_BODY_BYTES": str(SMALL_LIMIT)}
-    proc = subprocess.Popen([sys.executable, "-m", "edge"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "edge exited"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "edge not ready"
-            time.sleep(0.1)
+    with stack.replica("edge-small-body", "edge", {"EDGE_MAX_BODY_BYTES": str(SMALL_LIMIT)}) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def _grant_body(username: str, size: int) -> bytes:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from services.billing.repository import BillingRepository
 from tests.generation.test_endpoints import STORY
@@ -19,15 +17,6 @@ from tests.helpers import TestUser, UserFactory
 from tests.stack import Stack
 
 STRUCTURE = {"storyInput": STORY, "template": "three-act"}
-
-
-@pytest.fixture
-async def repo(stack: Stack) -> AsyncIterator[BillingRepository]:
-    pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=2)
-    try:
-        yield BillingRepository(pool)
-    finally:
-        await pool.close()
 
 
 def set_limits(client: httpx.Client, admin_headers: dict[str, str], username: str, **body: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ never charged, its hold is voided, one failed usage row records it, and the ledg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -45,18 +44,9 @@ DEFAULT_FAULT_ENDPOINTS = ["/api/generate-structure", "/api/generate-structure-c
                            "/api/generate-dialogue"]
 
 
-@pytest.fixture
-async def billing(stack: Stack) -> AsyncIterator[BillingRepository]:
-    pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=2)
-    try:
-        yield BillingRepository(pool)
-    finally:
-        await pool.close()
-
-
-async def assert_reconciled(billing: BillingRepository, *users: TestUser) -> None:
+async def assert_reconciled(repo: BillingRepository, *users: TestUser) -> None:
     ids = {u.id for u in users}
-    differences = [d for d in await billing.reconcile() if d.user_id in ids]
+    differences = [d for d in await repo.reconcile() if d.user_id in ids]
     assert differences == []
 
 
@@ -102,7 +92,7 @@ async def assert_failed_call_logged(db: asyncpg.Connection, user: TestUser, resp
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_claude_fault_charges_nothing(client: httpx.Client, users: UserFactory, db: asyncpg.Connection,
-                                            billing: BillingRepository, fault: str) -> None:
+                                            repo: BillingRepository, fault: str) -> None:
     user = users.create(credits=100)
     path = make_project(client, user, scenes=1)
     project_before = get_project(client, user, path)
@@ -123,11 +113,11 @@ async def test_claude_fault_charges_nothing(client: httpx.Client, users: UserFac
     stats = parse(client.get("/api/my-stats", headers=user.headers))
     assert stats["user"]["credits_held"] == 0
     assert stats["user"]["credits_remaining"] == after.available
-    await assert_reconciled(billing, user)
+    await assert_reconciled(repo, user)
 
 
 async def test_slow_claude_still_succeeds_and_is_charged(client: httpx.Client, users: UserFactory,
-                                                         db: asyncpg.Connection, billing: BillingRepository) -> None:
+                                                         db: asyncpg.Connection, repo: BillingRepository) -> None:
     user = users.create(credits=100)
     path = make_project(client, user, scenes=1)
     for endpoint in ("/api/generate-scene", "/api/generate-dialogue"):
@@ -135,11 +125,11 @@ async def test_slow_claude_still_succeeds_and_is_charged(client: httpx.Client, u
         before = await snapshot(db, user.id)
         response = post(client, user, url, body, **{"X-Sim-Fault": "slow:300"})
         await assert_charged(db, user, response, before.available, endpoint)
-    await assert_reconciled(billing, user)
+    await assert_reconciled(repo, user)
 
 
 async def test_fault_then_retry_succeeds(client: httpx.Client, users: UserFactory, db: asyncpg.Connection,
-                                         billing: BillingRepository) -> None:
+                                         repo: BillingRepository) -> None:
     """The documented client behaviour: after a 503 with Retry-After, the same call succeeds and is charged once."""
     user = users.create(credits=100)
     path = make_project(client, user)
@@ -152,11 +142,11 @@ async def test_fault_then_retry_succeeds(client: httpx.Client, users: UserFactor
     rows = await db.fetch("SELECT response_success, credits_cost FROM usage_logs WHERE user_id = $1 "
                           "AND endpoint = '/api/generate-plot-points-for-act' ORDER BY id", user.id)
     assert [r["response_success"] for r in rows] == [False, True]
-    await assert_reconciled(billing, user)
+    await assert_reconciled(repo, user)
 
 
 async def test_concurrent_scene_calls_never_overdraw(stack: Stack, users: UserFactory, client: httpx.Client,
-                                                     db: asyncpg.Connection, billing: BillingRepository) -> None:
+                                                     db: asyncpg.Connection, repo: BillingRepository) -> None:
     """20 simultaneous generate-scene calls whose holds (≈9 credits each with this model) fit only one or two
     at a time in a ~20-credit balance: every call either succeeds and is charged or gets a 402."""
     user = users.create(credits=20)
@@ -206,4 +196,4 @@ async def test_concurrent_scene_calls_never_overdraw(stack: Stack, users: UserFa
     assert len(get_project(client, user, path)["scenes"]["setup"]) == len(ok)
     stats = parse(client.get("/api/my-stats", headers=user.headers))
     assert Decimal(stats["user"]["credits_remaining"]) == final.available
-    await assert_reconciled(billing, user)
+    await assert_reconciled(repo, user)
