@@ -96,10 +96,7 @@ def _message(error: dict[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> DecimalJSONResponse:
-        headers = exc.headers
-        if "requestId" in exc.body:  # a metered call's id: the response header and access log use it too
-            headers = {**(headers or {}), "X-Request-ID": str(exc.body["requestId"])}
-        return DecimalJSONResponse(exc.body, status_code=exc.status, headers=headers)
+        return DecimalJSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(request: Request, exc: BodyTooLarge) -> DecimalJSONResponse:

@@ -84,8 +84,9 @@ async def run_metered(
         return await _run_metered(clients, caller, endpoint, minimum, gen_request, generation_timeout, request_id,
                                   idempotency_key)
     except ApiError as exc:
-        # Every ApiError raised below is a fresh instance (never a shared constant), so this is safe.
-        exc.headers = {**(exc.headers or {}), "X-Request-ID": request_id}
+        # Every ApiError raised below is a fresh instance (never a shared constant), so this is safe. An
+        # error that names its request (a resumed idempotent call names the first attempt's) keeps that id.
+        exc.headers = {**(exc.headers or {}), "X-Request-ID": str(exc.body.get("requestId", request_id))}
         raise
 
 

@@ -27,7 +27,10 @@ def app() -> FastAPI:
 
     @application.post("/metered")
     async def metered() -> None:
-        raise ApiError(402, "Insufficient credits", requestId="req_" + "ab" * 16)
+        # As edge.pipeline.run_metered answers: the error names its request id in the body and the header.
+        error = ApiError(402, "Insufficient credits", requestId="req_" + "ab" * 16)
+        error.headers = {"X-Request-ID": "req_" + "ab" * 16}
+        raise error
 
     return application
 
