@@ -212,7 +212,9 @@ async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model:
     n_projects = math.ceil(total / args.scenes_per_project)
     paths = await create_projects(http, n_projects)
 
+    batches_before = await batch_counts(http)
     edge_result, edge, edge_extra = await run_edge(stack, key, concurrency, paths, warmup, requests)
+    batches = mean_batch_items(batches_before, await batch_counts(http))
 
     docs = []
     for path in paths:
@@ -248,6 +250,7 @@ async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model:
         "cpu_utilisation_cores": {"edge": _cores(edge_extra["cpu_s"], edge_result.elapsed_s),
                                   "direct": _cores(direct_cpu, direct_result.elapsed_s)},
         "error_samples": {"edge": edge.error_samples, "direct": direct.error_samples},
+        "mean_batch_items": batches,
     }
     if args.profile and concurrency in args.profile_levels:
         paths = await create_projects(http, n_projects)
@@ -258,6 +261,30 @@ async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model:
                                   "cpu_ms_per_request": per_request_ms(extra["cpu_s"], profiled.ok),
                                   "raw_profiles": str(profiler.out_dir)}
     return level
+
+
+async def batch_counts(http: httpx.AsyncClient) -> dict[str, tuple[float, float]]:
+    """(items, batches) so far per batched call, from the edge's /metrics (fsg_service_batch_items)."""
+    text = (await http.get("/metrics")).text
+    found: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for suffix, index in (("_sum", 0), ("_count", 1)):
+            prefix = f"fsg_service_batch_items{suffix}{{call=\""
+            if line.startswith(prefix):
+                call = line[len(prefix):].split('"', 1)[0]
+                found.setdefault(call, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
+    return {call: (v[0], v[1]) for call, v in found.items()}
+
+
+def mean_batch_items(before: dict[str, tuple[float, float]],
+                     after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean calls per batch RPC during the edge run (empty when batching is off)."""
+    means = {}
+    for call, (items, batches) in after.items():
+        items0, batches0 = before.get(call, (0.0, 0.0))
+        if batches > batches0:
+            means[call] = round((items - items0) / (batches - batches0), 2)
+    return means
 
 
 def _cores(cpu: dict[str, float], elapsed: float) -> dict[str, float]:
@@ -286,6 +313,8 @@ def print_level(level: dict[str, Any], out: Callable[[str], None] = print) -> No
     ratio = level["edge_over_direct_throughput"]
     out(f"  edge/direct throughput {ratio:.3f}   p50 edge−direct {level['p50_delta_ms']:+.2f} ms   "
         f"p99 edge−direct {level['p99_delta_ms']:+.2f} ms")
+    if level.get("mean_batch_items"):
+        out("  mean calls per batch RPC: " + "  ".join(f"{k} {v:.1f}" for k, v in level["mean_batch_items"].items()))
     for path in ("edge", "direct"):
         cpu = level["cpu_ms_per_request"][path]
         parts = "  ".join(f"{k} {v:.2f}" for k, v in cpu.items()

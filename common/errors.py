@@ -9,9 +9,10 @@ and database outages into UNAVAILABLE, so no servicer method handles errors by h
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
@@ -19,6 +20,7 @@ import grpc
 from common.logging import redact
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 class DomainError(Exception):
@@ -43,18 +45,45 @@ _DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, as
             asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
 
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The status a failed call answers with, or None for an unexpected error (a bug: left to gRPC)."""
+    if isinstance(exc, DomainError):
+        # Some messages quote the caller's input (a template id, a model): never send a key back.
+        return exc.code, redact(exc.message)
+    if isinstance(exc, _DB_DOWN):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return grpc.StatusCode.UNAVAILABLE, Unavailable.message
+    return None
+
+
 def _wrap(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await inner(request, context)
-        except DomainError as exc:
-            # Some messages quote the caller's input (a template id, a model): never send a key back.
-            await context.abort(exc.code, redact(exc.message))
-        except _DB_DOWN as exc:
-            log.warning("database unavailable: %s", type(exc).__name__)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, Unavailable.message)
+        except Exception as exc:
+            status = status_of(exc)
+            if status is None:
+                raise
+            await context.abort(*status)
 
     return handler
+
+
+async def each_outcome(calls: Iterable[Awaitable[R]]) -> list[tuple[R | None, grpc.StatusCode, str]]:
+    """Run a batch's calls concurrently; each answers (response, OK, "") or (None, its status, message),
+    exactly the status its single call would have answered with. An unexpected error is INTERNAL."""
+
+    async def one(call: Awaitable[R]) -> tuple[R | None, grpc.StatusCode, str]:
+        try:
+            return await call, grpc.StatusCode.OK, ""
+        except Exception as exc:
+            status = status_of(exc)
+            if status is None:
+                log.exception("unexpected error in a batch item")
+                status = (grpc.StatusCode.INTERNAL, "internal error")
+            return None, *status
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))
 
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):

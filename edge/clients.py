@@ -17,9 +17,10 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from common.grpc_server import MAX_MESSAGE_BYTES
 from common.service_auth import authenticated_channel, load_tokens
+from edge.batching import BatchedUnary
 from edge.errors import ApiError, from_grpc
 from edge.settings import EdgeSettings
-from protos import auth_pb2_grpc, billing_pb2_grpc, generation_pb2_grpc
+from protos import auth_pb2_grpc, billing_pb2, billing_pb2_grpc, generation_pb2, generation_pb2_grpc
 
 R = TypeVar("R")
 
@@ -56,6 +57,21 @@ class ServiceClients:
         self.auth = auth_pb2_grpc.AuthStub(self.services["auth"].channel)
         self.billing = billing_pb2_grpc.BillingStub(self.services["billing"].channel)
         self.generation = generation_pb2_grpc.GenerationStub(self.services["generation"].channel)
+        # The three calls every metered request makes around Claude, batched under load (EDGE_BATCH_MAX).
+        self.prepare: Callable[..., Awaitable[generation_pb2.PrepareResponse]] = self.generation.Prepare
+        self.reserve: Callable[..., Awaitable[billing_pb2.ReserveResponse]] = self.billing.Reserve
+        self.commit: Callable[..., Awaitable[billing_pb2.SettleResponse]] = self.billing.Commit
+        if settings.batch_max:
+            timeout, most = settings.rpc_timeout_seconds, settings.batch_max
+            self.prepare = BatchedUnary(self.generation.PrepareBatch,
+                                        lambda items: generation_pb2.PrepareBatchRequest(items=items),
+                                        timeout=timeout, max_batch=most, name="prepare")
+            self.reserve = BatchedUnary(self.billing.ReserveBatch,
+                                        lambda items: billing_pb2.ReserveBatchRequest(items=items),
+                                        timeout=timeout, max_batch=most, name="reserve")
+            self.commit = BatchedUnary(self.billing.CommitBatch,
+                                       lambda items: billing_pb2.CommitBatchRequest(items=items),
+                                       timeout=timeout, max_batch=most, name="commit")
 
     async def call(
         self,

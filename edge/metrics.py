@@ -19,6 +19,10 @@ LATENCY = Histogram(
 )
 TOKENS = Counter("fsg_tokens_total", "Tokens reported by Claude on successful calls", ["model", "direction"])
 CREDITS_CHARGED = Counter("fsg_credits_charged_total", "Credits charged for successful calls", ["endpoint"])
+BATCH_ITEMS = Histogram(
+    "fsg_service_batch_items", "Calls carried per batch RPC (EDGE_BATCH_MAX)", ["call"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 AUTH_FAILURES = Counter("fsg_auth_failures_total", "Rejected API keys", ["reason"])
 
 

@@ -113,14 +113,14 @@ async def _run_metered(
             generation_timeout + clients.settings.settle_retry_seconds + IDEMPOTENCY_LEASE_MARGIN_SECONDS
         )
 
-    prepared = await clients.call("generation", clients.generation.Prepare, gen_request)
+    prepared = await clients.call("generation", clients.prepare, gen_request)
     required = max(minimum, from_wire(prepared.max_cost))
     if prepared.idempotent != Idempotent.IDEMPOTENT_NONE and prepared.idempotent != Idempotent.IDEMPOTENT_NEW:
         return await _answer_from_record(clients, gen_request, endpoint, prepared, required)
 
     try:
         reserved = await clients.call(
-            "billing", clients.billing.Reserve,
+            "billing", clients.reserve,
             billing_pb2.ReserveRequest(hold_id=hold_id, user_id=caller.id, amount=to_wire(required),
                                        endpoint=endpoint, request_id=request_id),
         )
@@ -189,7 +189,7 @@ async def _commit(
         log.warning("hold %s: actual cost %s exceeds the hold %s; charging the hold", hold_id, cost, required)
     try:
         settled = await asyncio.shield(_settle(
-            clients, clients.billing.Commit,
+            clients, clients.commit,
             billing_pb2.CommitRequest(hold_id=hold_id, amount=to_wire(charge), usage=_usage(
                 endpoint, request_id, started, project_path=executed.project_path, model=executed.model,
                 input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,

@@ -32,6 +32,9 @@ class EdgeSettings(CommonSettings):
     #: disables evict at once). 0 = ask auth on every request.
     key_cache_seconds: float = Field(60.0, ge=0)
     workers: int = Field(1, ge=1)
+    #: Prepare, Reserve and Commit calls that arrive while one of their kind is in flight go together in the
+    #: next batch RPC, up to this many (no call waits on a timer; see common/coalesce.py). 0 = one RPC per call.
+    batch_max: int = Field(64, ge=0, le=1000)
     #: How long an idle client connection is kept open. Longer than the usual client pool expiry (httpx: 5 s)
     #: and load-balancer idle timeouts (60 s), so a client never reuses a connection the edge is closing at
     #: that moment (which it sees as a reset, not an answer).

@@ -136,3 +136,44 @@ async def test_usage_stats_transactions_and_totals(billing: billing_pb2_grpc.Bil
     assert len(totals.totals) == 1 and totals.totals[0].total_requests == 2
     assert await _code(billing.UsageTotals(billing_pb2.UsageTotalsRequest(user_ids=list(range(1, 502))))) == (
         grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def test_batches_answer_each_item_as_its_single_call_would(billing: billing_pb2_grpc.BillingStub) -> None:
+    """ReserveBatch/CommitBatch (what the edge sends under load): per-item results and per-item statuses,
+    one bad item failing nothing else."""
+    uid = await _funded(billing, "10")
+    poor = await _funded(billing, "1")
+    held, replayed = str(uuid.uuid4()), str(uuid.uuid4())
+    usage = billing_pb2.Usage(endpoint="/api/generate-scene", input_tokens=3, output_tokens=4, request_id="b")
+    reserves = await billing.ReserveBatch(billing_pb2.ReserveBatchRequest(items=[
+        billing_pb2.ReserveRequest(hold_id=held, user_id=uid, amount="4"),
+        billing_pb2.ReserveRequest(hold_id=str(uuid.uuid4()), user_id=poor, amount="5"),
+        billing_pb2.ReserveRequest(hold_id="not-a-uuid", user_id=uid, amount="1"),
+        billing_pb2.ReserveRequest(hold_id=replayed, user_id=uid, amount="2"),
+        billing_pb2.ReserveRequest(hold_id=str(uuid.uuid4()), user_id=uid, amount="-1"),
+    ]))
+    ok, refused, bad_id, second, bad_amount = reserves.items
+    assert ok.status.code == 0 and ok.response.ok
+    assert refused.status.code == 0 and not refused.response.ok
+    assert refused.response.reason == billing_pb2.ReserveResponse.INSUFFICIENT_CREDITS
+    assert bad_id.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "UUID" in bad_id.status.message
+    assert second.status.code == 0 and second.response.ok
+    assert bad_amount.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    # 4 + 2 held out of 10, whichever order the batch ran them in.
+    balance = await billing.GetBalance(billing_pb2.UserRef(user_id=uid))
+    assert Decimal(balance.available) == 4 and Decimal(balance.held) == 6
+
+    commits = await billing.CommitBatch(billing_pb2.CommitBatchRequest(items=[
+        billing_pb2.CommitRequest(hold_id=held, amount="1.5", usage=usage),
+        billing_pb2.CommitRequest(hold_id=str(uuid.uuid4()), amount="1", usage=usage),
+        billing_pb2.CommitRequest(hold_id=replayed, amount="3", usage=usage),  # more than its hold of 2
+        billing_pb2.CommitRequest(hold_id=held, amount="1.5", usage=usage),  # the same commit again
+    ]))
+    posted, unknown, too_much, again = commits.items
+    assert posted.status.code == 0 and posted.response.charged == "1.5000"
+    assert unknown.status.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert too_much.status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert again.status.code == 0 and again.response.charged == "1.5000"
+    assert {posted.response.outcome, again.response.outcome} == {"posted", "already_posted"}
+    balance = await billing.GetBalance(billing_pb2.UserRef(user_id=uid))
+    assert Decimal(balance.available) == Decimal("6.5") and Decimal(balance.held) == 2
