@@ -41,8 +41,10 @@ class Unavailable(DomainError):
 
 #: The database is away (or going away): the statement did not commit, so the caller may retry. Admin and
 #: crash shutdowns (SQLSTATE 57P01/57P02) end the session the way a lost connection does.
-_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
             asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+#: The statement was rolled back by a conflict with another transaction: nothing happened, a retry is safe.
+_TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
@@ -50,9 +52,12 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(exc, DomainError):
         # Some messages quote the caller's input (a template id, a model): never send a key back.
         return exc.code, redact(exc.message)
-    if isinstance(exc, _DB_DOWN):
+    if isinstance(exc, DB_DOWN):
         log.warning("database unavailable: %s", type(exc).__name__)
         return grpc.StatusCode.UNAVAILABLE, Unavailable.message
+    if isinstance(exc, _TRANSIENT):
+        log.warning("database conflict: %s", type(exc).__name__)
+        return grpc.StatusCode.UNAVAILABLE, "database busy; retry"
     return None
 
 

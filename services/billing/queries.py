@@ -59,50 +59,13 @@ RETURNING id
 #: $1 hold id, $2 user, $3 amount, $4 ttl seconds, $5 endpoint, $6 request id,
 #: $7 default requests per minute, $8 default max concurrent (0 = no limit).
 #: No row back = no account (insufficient credits).
-RESERVE = """
-WITH locked AS (
-    SELECT user_id, available, held, unlimited, holds_open, rate_tat,
-           COALESCE(requests_per_minute, $7::integer) AS rpm, COALESCE(max_concurrent, $8::integer) AS concurrent
-    FROM credit_accounts WHERE user_id = $2
-    FOR UPDATE
-), clocked AS (
-    SELECT l.*, clock_timestamp() AS at,
-           CASE WHEN l.rpm > 0 THEN (60000000 / l.rpm) * interval '1 microsecond' END AS emission
-    FROM locked l
-), verdict AS (
-    SELECT c.*,
-           greatest(c.rate_tat, c.at) + c.emission AS next_tat,
-           CASE WHEN c.unlimited THEN 'ok'
-                WHEN c.available < $3 THEN 'insufficient_credits'
-                WHEN c.concurrent > 0 AND c.holds_open >= c.concurrent THEN 'max_concurrent'
-                WHEN c.rpm > 0 AND greatest(c.rate_tat, c.at) + c.emission - c.at > interval '60 seconds'
-                    THEN 'requests_per_minute'
-                ELSE 'ok' END AS reason
-    FROM clocked c
-), acct AS (
-    UPDATE credit_accounts a
-    SET available = v.available - $3, held = v.held + $3, holds_open = v.holds_open + 1,
-        rate_tat = CASE WHEN v.unlimited OR v.rpm = 0 THEN v.rate_tat ELSE v.next_tat END,
-        updated_at = now()
-    FROM verdict v
-    WHERE a.user_id = v.user_id AND v.reason = 'ok'
-    RETURNING a.available, a.unlimited
-), hold AS (
-    INSERT INTO credit_holds (id, user_id, amount, endpoint, request_id, expires_at)
-    SELECT $1, $2, $3, $5, $6, now() + make_interval(secs => $4) FROM acct
-    RETURNING id
-), ledger AS (
-    INSERT INTO credit_transactions (user_id, transaction_type, credits_amount, balance_before, balance_after, hold_id)
-    SELECT $2, 'hold', -$3, acct.available + $3, acct.available, hold.id FROM acct, hold
-)
-SELECT v.reason, COALESCE(acct.available, v.available) AS available, v.unlimited,
-       CASE v.reason
-           WHEN 'max_concurrent' THEN 1
-           WHEN 'requests_per_minute' THEN greatest(1, ceil(extract(epoch FROM
-               v.next_tat - v.at - interval '60 seconds')))::integer
-           ELSE 0 END AS retry_after
-FROM verdict v LEFT JOIN acct ON true
-"""
+#: The statement is the function billing_reserve (migrations/0008_billing_batches.sql).
+RESERVE = "SELECT * FROM billing_reserve($1, $2, $3, $4, $5, $6, $7, $8)"
+
+#: Many reserves in one statement (arrays in the order of billing_reserve's arguments, then the two
+#: defaults); one row per item that has an account, numbered by `item` (1-based).
+RESERVE_MANY = "SELECT * FROM billing_reserve_many($1, $2, $3, $4, $5, $6, $7, $8)"
+
 
 #: $1 user. The stored limits (NULL = the service default) and the pending-hold count.
 LIMITS = """
@@ -130,6 +93,10 @@ WHERE h.id = $1
 
 #: Post, void or expire a hold in one round trip (migrations/0005_billing_settle_function.sql).
 SETTLE = "SELECT * FROM billing_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+
+#: Many settlements in one statement (one array per billing_settle argument); one row per item, numbered
+#: by `item` (1-based).
+SETTLE_MANY = "SELECT * FROM billing_settle_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 
 #: Pending holds past expiry. The window keeps the scan short; the first sweep after start-up
 #: passes a wide window to catch anything left while the service was down.

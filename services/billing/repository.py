@@ -7,13 +7,18 @@ re-derives (`reconcile`). asyncpg errors become billing domain errors here.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
+from common.coalesce import Coalescer
+from common.errors import DB_DOWN
 from common.money import ZERO, InvalidAmount, parse_credits
 from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
 from common.rate_limits import MAX_REQUESTS_PER_MINUTE
@@ -179,6 +184,22 @@ def _check_limit(name: str, value: LimitSetting, maximum: int) -> None:
         raise InvalidBillingRequest(f"{name} must be a whole number from 0 (no limit) to {maximum}")
 
 
+#: The most reserves (or settlements) one statement carries.
+MAX_BATCH = 64
+
+
+def _columns(items: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows → one array per column (the *_many functions take arrays)."""
+    return [list(column) for column in zip(*items, strict=True)]
+
+
+async def _one_by_one(pool: asyncpg.Pool, query: str, items: list[tuple[Any, ...]]
+                      ) -> list[asyncpg.Record | BaseException | None]:
+    """Each item through the single statement: the batch was rolled back whole, so nothing ran twice."""
+    results = await asyncio.gather(*(pool.fetchrow(query, *item) for item in items), return_exceptions=True)
+    return list(results)
+
+
 def _hold_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -199,6 +220,10 @@ class BillingRepository:
         self._default_ttl = default_ttl_seconds
         self._recent_days = recent_days
         self._limits = limit_defaults or LimitDefaults()
+        # Group commit: the reserves (and settlements) that reach billing together run as one statement.
+        self._reserves: Coalescer[tuple[Any, ...], asyncpg.Record | None] = Coalescer(
+            self._reserve_batch, max_batch=MAX_BATCH)
+        self._settles: Coalescer[tuple[Any, ...], asyncpg.Record] = Coalescer(self._settle_batch, max_batch=MAX_BATCH)
 
     # -- accounts ----------------------------------------------------------------------------------
     async def open_account(self, user_id: int, unlimited: bool = False) -> Balance:
@@ -286,10 +311,7 @@ class BillingRepository:
         value = _amount(amount)
         ttl = ttl_seconds if ttl_seconds > 0 else self._default_ttl
         try:
-            row = await self._pool.fetchrow(
-                queries.RESERVE, hid, user_id, value, float(ttl), endpoint, request_id,
-                self._limits.requests_per_minute, self._limits.max_concurrent,
-            )
+            row = await self._reserves.submit((hid, user_id, value, float(ttl), endpoint, request_id))
         except asyncpg.UniqueViolationError:
             row = None  # the hold id exists: replay below
         if row is not None and row["reason"] == OK:
@@ -351,11 +373,11 @@ class BillingRepository:
 
     async def _settle(self, hid: uuid.UUID, outcome: str, charge: Decimal, usage: UsageRecord) -> SettleResult:
         try:
-            row = await self._pool.fetchrow(
-                queries.SETTLE, hid, outcome, charge, usage.request_id, usage.endpoint, usage.method,
-                usage.input_tokens, usage.output_tokens, usage.provider_cost, usage.model, usage.project_path,
-                usage.error_message, usage.latency_ms,
-            )
+            row = await self._settles.submit((
+                hid, outcome, charge, usage.request_id, usage.endpoint, usage.method, usage.input_tokens,
+                usage.output_tokens, usage.provider_cost, usage.model, usage.project_path, usage.error_message,
+                usage.latency_ms,
+            ))
         except asyncpg.RaiseError as exc:
             if "exceeds_pending_amount" in str(exc):
                 raise ExceedsPendingAmount() from exc
@@ -367,6 +389,35 @@ class BillingRepository:
             total_credits_purchased=row["account_purchased"], unlimited=row["account_unlimited"],
         )
         return SettleResult(outcome=row["settled_outcome"], charged=row["settled_charge"], balance=balance)
+
+    # -- group commit ------------------------------------------------------------------------------
+    async def _reserve_batch(self, items: list[tuple[Any, ...]]) -> Sequence[asyncpg.Record | BaseException | None]:
+        """RESERVE for each item, in one statement; after a statement error, one by one (see _one_by_one)."""
+        defaults = (self._limits.requests_per_minute, self._limits.max_concurrent)
+        if len(items) == 1:
+            return [await self._pool.fetchrow(queries.RESERVE, *items[0], *defaults)]
+        try:
+            rows = await self._pool.fetch(queries.RESERVE_MANY, *_columns(items), *defaults)
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, DB_DOWN):
+                raise
+            return await _one_by_one(self._pool, queries.RESERVE, [(*item, *defaults) for item in items])
+        by_item: dict[int, asyncpg.Record] = {row["item"]: row for row in rows}
+        return [by_item.get(i) for i in range(1, len(items) + 1)]  # no row: no account
+
+    async def _settle_batch(self, items: list[tuple[Any, ...]]) -> Sequence[asyncpg.Record | BaseException | None]:
+        """billing_settle for each item, in one statement; after a statement error (an unknown hold, a charge
+        over its hold), one by one, so that item alone fails."""
+        if len(items) == 1:
+            return [await self._pool.fetchrow(queries.SETTLE, *items[0])]
+        try:
+            rows = await self._pool.fetch(queries.SETTLE_MANY, *_columns(items))
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, DB_DOWN):
+                raise
+            return await _one_by_one(self._pool, queries.SETTLE, items)
+        by_item = {row["item"]: row for row in rows}
+        return [by_item[i] for i in range(1, len(items) + 1)]
 
     async def sweep_expired(self, window_seconds: float, limit: int = 200) -> int:
         """Expire pending holds past their deadline; returns how many this call resolved."""
