@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import grpc
@@ -20,7 +20,6 @@ import grpc
 from common.logging import redact
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
 
 
 class DomainError(Exception):
@@ -74,19 +73,22 @@ def _wrap(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> C
     return handler
 
 
-async def each_outcome(calls: Iterable[Awaitable[R]]) -> list[tuple[R | None, grpc.StatusCode, str]]:
-    """Run a batch's calls concurrently; each answers (response, OK, "") or (None, its status, message),
-    exactly the status its single call would have answered with. An unexpected error is INTERNAL."""
+async def answer_each(calls: Iterable[Awaitable[Any]], outcome: Callable[..., Any], status: Callable[..., Any]
+                      ) -> list[Any]:
+    """A batch RPC's items: its calls run concurrently and each is answered as `outcome(response=…)` or
+    `outcome(status=status(code=…, message=…))`, exactly the status its single call would have answered with.
+    An unexpected error is INTERNAL (logged), and fails that item alone."""
 
-    async def one(call: Awaitable[R]) -> tuple[R | None, grpc.StatusCode, str]:
+    async def one(call: Awaitable[Any]) -> Any:
         try:
-            return await call, grpc.StatusCode.OK, ""
+            return outcome(response=await call, status=status(code=0))
         except Exception as exc:
-            status = status_of(exc)
-            if status is None:
+            found = status_of(exc)
+            if found is None:
                 log.exception("unexpected error in a batch item")
-                status = (grpc.StatusCode.INTERNAL, "internal error")
-            return None, *status
+                found = (grpc.StatusCode.INTERNAL, "internal error")
+            code, message = found
+            return outcome(status=status(code=code.value[0], message=message))
 
     return list(await asyncio.gather(*(one(call) for call in calls)))
 

@@ -4,7 +4,7 @@
 timeout=...)`): it answers that call's response or raises that call's `grpc.aio.AioRpcError`, so callers,
 their retries and the error translation (`errors.from_grpc`) are the same either way. Underneath, the calls
 that arrive while a batch RPC is in flight are coalesced into the next one (`common.coalesce`), and the
-service answers each item as its single call would (`common.errors.each_outcome`).
+service answers each item as its single call would (`common.errors.answer_each`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from common.errors import each_outcome
+from common.errors import answer_each
 from common.money import from_wire, to_wire
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
@@ -92,10 +92,6 @@ def _limit_setting(request: billing_pb2.SetLimitsRequest, name: str) -> LimitSet
     raise InvalidBillingRequest(f"{name}: set either use_default=true or limit")
 
 
-def _item_status(code: grpc.StatusCode, message: str) -> billing_pb2.ItemStatus:
-    return billing_pb2.ItemStatus(code=code.value[0], message=message)
-
-
 def _user_id(value: int) -> int:
     if value <= 0:
         raise InvalidBillingRequest("user_id must be positive")
@@ -163,20 +159,16 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def ReserveBatch(
         self, request: billing_pb2.ReserveBatchRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReserveBatchResponse:
-        outcomes = await each_outcome(self.Reserve(item, context) for item in request.items)
-        return billing_pb2.ReserveBatchResponse(items=[
-            billing_pb2.ReserveOutcome(response=response, status=_item_status(code, message))
-            for response, code, message in outcomes
-        ])
+        calls = (self.Reserve(item, context) for item in request.items)
+        return billing_pb2.ReserveBatchResponse(
+            items=await answer_each(calls, billing_pb2.ReserveOutcome, billing_pb2.ItemStatus))
 
     async def CommitBatch(
         self, request: billing_pb2.CommitBatchRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.SettleBatchResponse:
-        outcomes = await each_outcome(self.Commit(item, context) for item in request.items)
-        return billing_pb2.SettleBatchResponse(items=[
-            billing_pb2.SettleOutcome(response=response, status=_item_status(code, message))
-            for response, code, message in outcomes
-        ])
+        calls = (self.Commit(item, context) for item in request.items)
+        return billing_pb2.SettleBatchResponse(
+            items=await answer_each(calls, billing_pb2.SettleOutcome, billing_pb2.ItemStatus))
 
     async def UsageStats(
         self, request: billing_pb2.UserRef, context: grpc.aio.ServicerContext

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from common.errors import each_outcome
+from common.errors import answer_each
 from common.money import ZERO, to_wire
 from protos import generation_pb2, generation_pb2_grpc
 from services.generation import export, idempotency
@@ -69,12 +69,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     async def PrepareBatch(
         self, request: generation_pb2.PrepareBatchRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.PrepareBatchResponse:
-        outcomes = await each_outcome(self.Prepare(item, context) for item in request.items)
-        return generation_pb2.PrepareBatchResponse(items=[
-            generation_pb2.PrepareOutcome(
-                response=response, status=generation_pb2.ItemStatus(code=code.value[0], message=message))
-            for response, code, message in outcomes
-        ])
+        calls = (self.Prepare(item, context) for item in request.items)
+        return generation_pb2.PrepareBatchResponse(
+            items=await answer_each(calls, generation_pb2.PrepareOutcome, generation_pb2.ItemStatus))
 
     async def Execute(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
