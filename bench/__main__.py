@@ -26,6 +26,7 @@ import httpx2
 from bench import load
 from bench.harness import BenchStack, CpuMeter, Profiler, py_spy
 from services.generation import prompts, tools
+from services.generation.claude import read_message
 from services.generation.planner import DEFAULT_MAX_TOKENS
 from services.generation.pricing import PriceTable
 
@@ -107,7 +108,8 @@ class Edge:
 
 class Direct:
     """The same Messages API requests the generation service sends, straight at the simulator with the
-    anthropic SDK configured as the generation service configures it (aiohttp transport)."""
+    anthropic SDK configured and called as the generation service does (aiohttp transport, no OpenTelemetry
+    spans, the raw response read with `claude.read_message`)."""
 
     def __init__(self, base_url: str, concurrency: int, requests: list[dict[str, Any]]) -> None:
         http_client = anthropic.DefaultAioHttpClient(
@@ -115,21 +117,24 @@ class Direct:
         )
         self.client = anthropic.AsyncAnthropic(
             api_key="simulator", base_url=base_url, max_retries=0, timeout=60, http_client=http_client,
+            open_telemetry=False,
         )
         self.requests = requests
         self.input_tokens: list[int] = []
         self.error_samples: list[str] = []
 
     async def call(self, index: int) -> str | None:
+        request = self.requests[index]
         try:
-            message = await self.client.messages.create(**self.requests[index])
+            raw = await self.client.messages.with_raw_response.create(**request)
+            reply = read_message(json.loads(await raw.read()), raw.request_id, request["tools"][0])
         except anthropic.APIStatusError as exc:
             if len(self.error_samples) < 3:
                 self.error_samples.append(f"{exc.status_code} {exc.message[:300]}")
             return f"HTTP {exc.status_code}"
-        if not any(block.type == "tool_use" for block in message.content):
+        if reply.tool_input is None:
             return "no tool_use"
-        self.input_tokens.append(message.usage.input_tokens)
+        self.input_tokens.append(reply.input_tokens)
         return None
 
     async def close(self) -> None:

@@ -16,7 +16,6 @@ of the same hold again, so it is charged once), 409 while another attempt runs, 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -29,7 +28,7 @@ from fastapi import Response
 from common.money import for_json, from_wire, to_wire
 from edge.clients import ServiceClients
 from edge.errors import IDEMPOTENCY_KEY_REUSED, ApiError, from_grpc
-from edge.json import DecimalJSONResponse
+from edge.json import extend_object
 from edge.metrics import CREDITS_CHARGED, GENERATIONS, LATENCY, TOKENS
 from edge.rate_limits import RATE_LIMITS, rate_limited
 from edge.security import Caller
@@ -181,7 +180,7 @@ async def _run_metered(
 async def _commit(
     clients: ServiceClients, endpoint: str, executed: generation_pb2.ExecuteResponse, hold_id: str,
     required: Decimal, request_id: str, started: float,
-) -> DecimalJSONResponse:
+) -> Response:
     """Post the actual cost (at most the hold) and build the success response."""
     cost = from_wire(executed.cost)
     charge = min(cost, required)
@@ -209,16 +208,15 @@ async def _commit(
     TOKENS.labels(executed.model, "input").inc(executed.input_tokens)
     TOKENS.labels(executed.model, "output").inc(executed.output_tokens)
     remaining: Decimal | None = None if balance.unlimited else from_wire(balance.available)
-    body: dict[str, Any] = json.loads(executed.result_json)
-    body["usage"] = {
+    usage: dict[str, Any] = {
         "input_tokens": executed.input_tokens,
         "output_tokens": executed.output_tokens,
         "model": executed.model,
         "credits_charged": charged,
         "credits_remaining": remaining,
     }
-    body["requestId"] = request_id
-    return DecimalJSONResponse(body, headers={
+    body = extend_object(executed.result_json, {"usage": usage, "requestId": request_id})
+    return Response(body, media_type="application/json", headers={
         "X-Credits-Charged": str(for_json(charged)),
         "X-Credits-Remaining": "unlimited" if remaining is None else str(for_json(remaining)),
         "X-Request-ID": request_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import math
 import time
@@ -65,8 +66,10 @@ class ClaudeClient:
             limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             timeout=timeout,
         )
+        # No OpenTelemetry spans: nothing here collects them, and making one costs about 0.25 ms per call.
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client,
+            open_telemetry=False,
         )
 
     async def close(self) -> None:
@@ -108,7 +111,9 @@ class ClaudeClient:
         """One try, bounded by `timeout` end to end (the SDK's timeouts are per read)."""
         try:
             async with asyncio.timeout(timeout):
-                message = await self._client.messages.create(**kwargs, extra_headers=headers, timeout=timeout)
+                raw = await self._client.messages.with_raw_response.create(
+                    **kwargs, extra_headers=headers, timeout=timeout)
+                content = await raw.read()
         except anthropic.RateLimitError as exc:
             hint = _retry_after(exc)
             return ClaudeReply(False, error_type="rate_limited", error_message="Claude rate limit reached (429)",
@@ -130,19 +135,35 @@ class ClaudeClient:
             return ClaudeReply(False, error_type="upstream_error",
                                error_message=f"Claude API error ({exc.status_code})", retryable=retryable,
                                retry_after=hint, request_id=exc.request_id or "")
-        reply = ClaudeReply(
-            True,
-            input_tokens=message.usage.input_tokens,
-            output_tokens=message.usage.output_tokens,
-            request_id=message._request_id or message.id,
-            stop_reason=message.stop_reason or "",
-        )
-        for block in message.content:
-            if block.type == "tool_use" and tool is not None and block.name == tool["name"]:
-                reply.tool_input = block.input
-            elif block.type == "text":
-                reply.text += block.text
-        return reply
+        try:
+            return read_message(json.loads(content), raw.request_id, tool)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("malformed Messages API response: %s", exc)
+            return ClaudeReply(False, error_type="upstream_error", error_message="Claude sent a malformed response",
+                               request_id=raw.request_id or "")
+
+
+def read_message(body: Any, request_id: str | None, tool: dict[str, Any] | None) -> ClaudeReply:
+    """The parts of a Messages API response we use, read from its JSON; raises (KeyError, TypeError,
+    ValueError, AttributeError) when the body is not a message.
+
+    The SDK's `with_raw_response` gives the same HTTP exchange, errors and retries off as `create`, without
+    building the pydantic `Message` (about 0.4 ms per call that we would only read four fields of).
+    """
+    if body.get("type") != "message":
+        raise ValueError(f"type is {str(body.get('type'))[:40]!r}, not 'message'")
+    usage = body["usage"]
+    input_tokens, output_tokens = usage["input_tokens"], usage["output_tokens"]
+    if not (type(input_tokens) is int and type(output_tokens) is int and input_tokens >= 0 and output_tokens >= 0):
+        raise ValueError("usage token counts are not non-negative integers")
+    reply = ClaudeReply(True, input_tokens=input_tokens, output_tokens=output_tokens,
+                        request_id=request_id or str(body.get("id", "")), stop_reason=body.get("stop_reason") or "")
+    for block in body["content"]:
+        if block["type"] == "tool_use" and tool is not None and block["name"] == tool["name"]:
+            reply.tool_input = block["input"]
+        elif block["type"] == "text":
+            reply.text += block["text"]
+    return reply
 
 
 def _retry_after(exc: anthropic.APIStatusError) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from protos import generation_pb2
@@ -55,12 +56,12 @@ class Plan:
     count: int | None = None
     scene_index: int = 0
 
-    @property
+    @cached_property
     def input_tokens_bound(self) -> int:
         text = prompts.SYSTEM + self.prompt + (json.dumps(self.tool) if self.tool else "")
         return len(text.encode("utf-8")) + INPUT_OVERHEAD_TOKENS
 
-    @property
+    @cached_property
     def max_cost(self) -> Decimal:
         return self.price.cost(self.input_tokens_bound, self.max_tokens)
 
