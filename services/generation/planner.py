@@ -115,7 +115,7 @@ class Planner:
             return Plan(request.kind, price, max_tokens, prompts.structure_prompt(story, template),
                         tools.structure_tool(keys), story_input=story, template=template, act_keys=keys)
 
-        project = await self.projects.get(request.user_id, request.project_path)
+        project = await self.projects.get(request.user_id, request.project_path, for_planning=True)
         all_keys = [a["key"] for a in project["template"]["acts"]]
         if request.kind == Kind.SCENES:
             if request.act_key:

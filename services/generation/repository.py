@@ -15,6 +15,9 @@ from services.generation.errors import ProjectNotFound, ProjectPathTaken
 PROJECT_PATH = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _COLUMNS = ("project_path, title, story_input, template, structure, plot_points, scenes, dialogue, "
             "created_at, updated_at")
+#: What a prompt is built from: every column but `dialogue`, which no prompt carries and which is the
+#: largest part of a finished project (a few KB per scene), so planning a call never reads or decodes it.
+_PLANNING_COLUMNS = "project_path, title, story_input, template, structure, plot_points, scenes, created_at, updated_at"
 
 
 def new_project_path(title: str) -> str:
@@ -26,7 +29,8 @@ def new_project_path(title: str) -> str:
 def _document(row: asyncpg.Record) -> dict[str, Any]:
     doc = {k: row[k] for k in ("project_path", "title")}
     for k in ("story_input", "template", "structure", "plot_points", "scenes", "dialogue"):
-        doc[k] = json.loads(row[k])
+        if k in row:
+            doc[k] = json.loads(row[k])
     doc["created_at"] = row["created_at"].isoformat()
     doc["updated_at"] = row["updated_at"].isoformat()
     return doc
@@ -51,11 +55,13 @@ class ProjectRepository:
             raise ProjectPathTaken() from exc
         return _document(row)
 
-    async def get(self, user_id: int, project_path: str) -> dict[str, Any]:
+    async def get(self, user_id: int, project_path: str, *, for_planning: bool = False) -> dict[str, Any]:
+        """The whole project; `for_planning` leaves out `dialogue` (see _PLANNING_COLUMNS)."""
         if not PROJECT_PATH.fullmatch(project_path):
             raise ProjectNotFound()
+        columns = _PLANNING_COLUMNS if for_planning else _COLUMNS
         row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM projects WHERE project_path = $1 AND user_id = $2", project_path, user_id
+            f"SELECT {columns} FROM projects WHERE project_path = $1 AND user_id = $2", project_path, user_id
         )
         if row is None:
             raise ProjectNotFound()
