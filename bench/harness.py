@@ -15,10 +15,11 @@ from pathlib import Path
 
 import psutil
 
+from common.settings import CommonSettings
 from tests.stack import Stack
 
 #: Benchmark settings on top of the test stack's: a realistic Claude timeout, no artificial latency or
-#: faults in the simulator, the sweeper at its production period, production log level.
+#: faults in the simulator, the sweeper at its production period, production log level and pool size.
 BENCH_ENV = {
     "GENERATION_ANTHROPIC_TIMEOUT_SECONDS": "30",
     "GENERATION_RETRY_MAX_ATTEMPTS": "1",  # no retries (the simulator has no faults here)
@@ -28,7 +29,7 @@ BENCH_ENV = {
     "SIM_LOG_LEVEL": "warning",
     "BILLING_SWEEP_INTERVAL_SECONDS": "5",
     "LOG_LEVEL": "WARNING",
-    "DB_POOL_MAX": "20",
+    "DB_POOL_MAX": str(CommonSettings.model_fields["db_pool_max"].default),  # the test stack uses 20
 }
 
 SERVICES = ("edge", "auth", "billing", "generation", "simulator")
