@@ -46,15 +46,20 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         # A trailing slash is an unknown path (JSON 404), not a redirect: `/api/projects/..%2F` must not be
         # answered with a 307 to `/api/projects/..`.
         redirect_slashes=False,
+        # FastAPI's native OpenTelemetry: nothing here collects spans, metrics or logs (Prometheus serves
+        # /metrics), and with it on FastAPI checks for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    app.include_router(health.router, responses=ERRORS)
-    app.include_router(admin.router, responses=ADMIN_ERRORS)
-    app.include_router(me.router, responses=KEY_ERRORS)
+    # The metered generation routes first: every request is matched against the routes in order, and they
+    # carry the traffic (no two routers share a path, so the order changes nothing else).
     app.include_router(generate.router, responses=METERED_ERRORS)
     app.include_router(projects.router, responses=KEY_ERRORS)
+    app.include_router(me.router, responses=KEY_ERRORS)
+    app.include_router(admin.router, responses=ADMIN_ERRORS)
+    app.include_router(health.router, responses=ERRORS)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app

@@ -7,6 +7,8 @@ so direct stub calls (`clients.generation.Execute`, the revocation stream) are a
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +25,8 @@ from edge.settings import EdgeSettings
 from protos import auth_pb2_grpc, billing_pb2, billing_pb2_grpc, generation_pb2, generation_pb2_grpc
 
 R = TypeVar("R")
+#: The pause before retrying an idempotent call that found its service unavailable; later pauses double.
+FIRST_RETRY_DELAY_SECONDS = 0.1
 
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -94,9 +98,23 @@ class ServiceClients:
         Only for idempotent requests (a hold id or an idempotency key inside), where a retry after a lost
         answer returns the first result instead of acting twice.
         """
+        started = time.monotonic()
+        try:
+            # The first attempt outside tenacity: it almost always succeeds, and setting up a retry loop
+            # costs about 0.1 ms of CPU on the edge's hot path (py-spy, c=64).
+            return await self.call(service, method, request)
+        except ApiError as exc:
+            if not _unavailable(exc):
+                raise
+            first_error = exc
+        remaining = retry_for - (time.monotonic() - started) - FIRST_RETRY_DELAY_SECONDS
+        if remaining <= 0:
+            raise first_error
+        await asyncio.sleep(FIRST_RETRY_DELAY_SECONDS)
+        # Waits of 0.2, 0.4, 0.8 … (at most 2) seconds between the next attempts.
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_unavailable), stop=stop_after_delay(retry_for),
-            wait=wait_exponential(multiplier=0.1, max=2), reraise=True,
+            retry=retry_if_exception(_unavailable), stop=stop_after_delay(remaining),
+            wait=wait_exponential(multiplier=2 * FIRST_RETRY_DELAY_SECONDS, max=2), reraise=True,
         ):
             with attempt:
                 return await self.call(service, method, request)
