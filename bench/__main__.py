@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated levels (default 1,16,64)")
     parser.add_argument("--requests", type=int, help="measured requests per level (default 300 at c=1, 1000 above)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests per level")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="edge-then-direct pairs per level, each a share of the requests (default 3; fewer "
+                             "when a share would hold fewer requests than the concurrency)")
     parser.add_argument("--warmup", type=int, help="warm-up requests per level and path (default max(20, 2×c))")
     parser.add_argument("--scenes-per-project", type=int, default=16,
                         help="each generate-scene appends a scene and the next prompt carries every scene of the "
@@ -209,17 +213,26 @@ async def run_edge(stack: BenchStack, key: str, concurrency: int, paths: list[st
     return result, edge, {"cpu_s": cpu, "profile": profile}
 
 
-async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model: str, concurrency: int,
-                    args: argparse.Namespace) -> dict[str, Any]:
-    requests = count_for(args, concurrency)
-    warmup = warmup_for(args, concurrency)
+@dataclass
+class Pair:
+    """One round: the edge run on fresh projects, then the direct run of the same requests right after."""
+
+    edge: load.RunResult
+    direct: load.RunResult
+    edge_cpu: dict[str, float]
+    direct_cpu: dict[str, float]
+    edge_client: Edge
+    direct_client: Direct
+    projects: int
+    max_scenes: int
+
+
+async def run_pair(stack: BenchStack, http: httpx.AsyncClient, key: str, model: str, concurrency: int,
+                   warmup: int, requests: int, args: argparse.Namespace) -> Pair:
     total = warmup + requests
     n_projects = math.ceil(total / args.scenes_per_project)
     paths = await create_projects(http, n_projects)
-
-    batches_before = await batch_counts(http)
     edge_result, edge, edge_extra = await run_edge(stack, key, concurrency, paths, warmup, requests)
-    batches = mean_batch_items(batches_before, await batch_counts(http))
 
     docs = []
     for path in paths:
@@ -237,28 +250,63 @@ async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model:
         direct_cpu = meter.stop()
     finally:
         await direct.close()
+    return Pair(edge_result, direct_result, edge_extra["cpu_s"], direct_cpu, edge, direct, n_projects,
+                math.ceil(total / n_projects))
 
+
+def _ratio(edge: load.RunResult, direct: load.RunResult) -> float | None:
+    return round(edge.throughput / direct.throughput, 3) if direct.throughput else None
+
+
+def _sum_cpu(parts: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in parts:
+        for name, seconds in part.items():
+            out[name] = out.get(name, 0.0) + seconds
+    return out
+
+
+async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model: str, concurrency: int,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    """`--rounds` edge-then-direct pairs, each a share of the requests, added up. This VM's speed drifts by
+    up to 2× within minutes; pairing each edge run with a direct run seconds later keeps the ratio honest."""
+    requests = count_for(args, concurrency)
+    warmup = warmup_for(args, concurrency)
+    rounds = max(1, min(args.rounds, requests // concurrency))  # each round keeps all c workers busy
+    shares = [requests // rounds + (1 if i < requests % rounds else 0) for i in range(rounds)]
+
+    batches_before = await batch_counts(http)
+    pairs = [await run_pair(stack, http, key, model, concurrency, warmup, share, args) for share in shares]
+    batches = mean_batch_items(batches_before, await batch_counts(http))
+
+    edge_result = load.combine([p.edge for p in pairs])
+    direct_result = load.combine([p.direct for p in pairs])
+    edge_cpu, direct_cpu = _sum_cpu([p.edge_cpu for p in pairs]), _sum_cpu([p.direct_cpu for p in pairs])
+    edge_tokens = [t for p in pairs for t in p.edge_client.input_tokens]
+    direct_tokens = [t for p in pairs for t in p.direct_client.input_tokens]
     level: dict[str, Any] = {
         "concurrency": concurrency,
         "warmup": warmup,
-        "projects": n_projects,
-        "max_scenes_per_project": math.ceil(total / n_projects),
+        "rounds": rounds,
+        "projects": sum(p.projects for p in pairs),
+        "max_scenes_per_project": max(p.max_scenes for p in pairs),
         "edge": edge_result.summary(),
         "direct": direct_result.summary(),
-        "edge_over_direct_throughput": round(edge_result.throughput / direct_result.throughput, 3)
-        if direct_result.throughput else None,
+        "edge_over_direct_throughput": _ratio(edge_result, direct_result),
+        "edge_over_direct_by_round": [_ratio(p.edge, p.direct) for p in pairs],
         "p50_delta_ms": round(edge_result.percentile(50) - direct_result.percentile(50), 2),
         "p99_delta_ms": round(edge_result.percentile(99) - direct_result.percentile(99), 2),
-        "mean_input_tokens": {"edge": _mean(edge.input_tokens), "direct": _mean(direct.input_tokens)},
-        "cpu_ms_per_request": {"edge": per_request_ms(edge_extra["cpu_s"], edge_result.ok),
+        "mean_input_tokens": {"edge": _mean(edge_tokens), "direct": _mean(direct_tokens)},
+        "cpu_ms_per_request": {"edge": per_request_ms(edge_cpu, edge_result.ok),
                                "direct": per_request_ms(direct_cpu, direct_result.ok)},
-        "cpu_utilisation_cores": {"edge": _cores(edge_extra["cpu_s"], edge_result.elapsed_s),
+        "cpu_utilisation_cores": {"edge": _cores(edge_cpu, edge_result.elapsed_s),
                                   "direct": _cores(direct_cpu, direct_result.elapsed_s)},
-        "error_samples": {"edge": edge.error_samples, "direct": direct.error_samples},
+        "error_samples": {"edge": [e for p in pairs for e in p.edge_client.error_samples][:3],
+                          "direct": [e for p in pairs for e in p.direct_client.error_samples][:3]},
         "mean_batch_items": batches,
     }
     if args.profile and concurrency in args.profile_levels:
-        paths = await create_projects(http, n_projects)
+        paths = await create_projects(http, math.ceil((warmup + requests) / args.scenes_per_project))
         label = f"c{concurrency}"
         profiler = Profiler(stack.pids(), args.output.parent / "profiles", label)
         profiled, _, extra = await run_edge(stack, key, concurrency, paths, warmup, requests, profiler)
@@ -306,7 +354,9 @@ def _mean(values: list[int]) -> float | None:
 
 def print_level(level: dict[str, Any], out: Callable[[str], None] = print) -> None:
     c = level["concurrency"]
-    out(f"\nconcurrency {c}: {level['edge']['requests']} requests after {level['warmup']} warm-up, "
+    rounds = level.get("rounds", 1)
+    each = f"in {rounds} rounds, each" if rounds > 1 else ""
+    out(f"\nconcurrency {c}: {level['edge']['requests']} requests {each} after {level['warmup']} warm-up, "
         f"{level['projects']} projects (≤{level['max_scenes_per_project']} scenes each)")
     out(f"  {'path':<8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'in tok':>9}")
     for path in ("edge", "direct"):
@@ -316,7 +366,9 @@ def print_level(level: dict[str, Any], out: Callable[[str], None] = print) -> No
         if s["errors"]:
             out(f"    errors: {s['error_kinds']} e.g. {level['error_samples'][path][:1]}")
     ratio = level["edge_over_direct_throughput"]
-    out(f"  edge/direct throughput {ratio:.3f}   p50 edge−direct {level['p50_delta_ms']:+.2f} ms   "
+    by_round = level.get("edge_over_direct_by_round") or []
+    rounds = f" (rounds: {', '.join(f'{r:.3f}' for r in by_round if r is not None)})" if len(by_round) > 1 else ""
+    out(f"  edge/direct throughput {ratio:.3f}{rounds}   p50 edge−direct {level['p50_delta_ms']:+.2f} ms   "
         f"p99 edge−direct {level['p99_delta_ms']:+.2f} ms")
     if level.get("mean_batch_items"):
         out("  mean calls per batch RPC: " + "  ".join(f"{k} {v:.1f}" for k, v in level["mean_batch_items"].items()))

@@ -87,3 +87,14 @@ async def run(call: Call, requests: int, concurrency: int, first_index: int = 0)
     await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def combine(results: list[RunResult]) -> RunResult:
+    """Several runs at one concurrency as one: their requests, latencies, errors and wall times added."""
+    combined = RunResult(requests=0, concurrency=results[0].concurrency, elapsed_s=0.0)
+    for result in results:
+        combined.requests += result.requests
+        combined.elapsed_s += result.elapsed_s
+        combined.latencies_ms += result.latencies_ms
+        combined.errors.update(result.errors)
+    return combined
