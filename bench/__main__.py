@@ -225,6 +225,7 @@ class Pair:
     direct_client: Direct
     projects: int
     max_scenes: int
+    batches: dict[str, tuple[float, float]]
 
 
 async def run_pair(stack: BenchStack, http: httpx.AsyncClient, key: str, model: str, concurrency: int,
@@ -232,7 +233,9 @@ async def run_pair(stack: BenchStack, http: httpx.AsyncClient, key: str, model: 
     total = warmup + requests
     n_projects = math.ceil(total / args.scenes_per_project)
     paths = await create_projects(http, n_projects)
+    batches_before = await batch_counts(http)
     edge_result, edge, edge_extra = await run_edge(stack, key, concurrency, paths, warmup, requests)
+    batches = batch_delta(batches_before, await batch_counts(http))
 
     docs = []
     for path in paths:
@@ -251,7 +254,7 @@ async def run_pair(stack: BenchStack, http: httpx.AsyncClient, key: str, model: 
     finally:
         await direct.close()
     return Pair(edge_result, direct_result, edge_extra["cpu_s"], direct_cpu, edge, direct, n_projects,
-                math.ceil(total / n_projects))
+                math.ceil(total / n_projects), batches)
 
 
 def _ratio(edge: load.RunResult, direct: load.RunResult) -> float | None:
@@ -275,9 +278,7 @@ async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model:
     rounds = max(1, min(args.rounds, requests // concurrency))  # each round keeps all c workers busy
     shares = [requests // rounds + (1 if i < requests % rounds else 0) for i in range(rounds)]
 
-    batches_before = await batch_counts(http)
     pairs = [await run_pair(stack, http, key, model, concurrency, warmup, share, args) for share in shares]
-    batches = mean_batch_items(batches_before, await batch_counts(http))
 
     edge_result = load.combine([p.edge for p in pairs])
     direct_result = load.combine([p.direct for p in pairs])
@@ -303,7 +304,7 @@ async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model:
                                   "direct": _cores(direct_cpu, direct_result.elapsed_s)},
         "error_samples": {"edge": [e for p in pairs for e in p.edge_client.error_samples][:3],
                           "direct": [e for p in pairs for e in p.direct_client.error_samples][:3]},
-        "mean_batch_items": batches,
+        "mean_batch_items": mean_batch_items([p.batches for p in pairs]),
     }
     if args.profile and concurrency in args.profile_levels:
         paths = await create_projects(http, math.ceil((warmup + requests) / args.scenes_per_project))
@@ -329,15 +330,22 @@ async def batch_counts(http: httpx.AsyncClient) -> dict[str, tuple[float, float]
     return {call: (v[0], v[1]) for call, v in found.items()}
 
 
-def mean_batch_items(before: dict[str, tuple[float, float]],
-                     after: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """Mean calls per batch RPC during the edge run (empty when batching is off)."""
-    means = {}
-    for call, (items, batches) in after.items():
-        items0, batches0 = before.get(call, (0.0, 0.0))
-        if batches > batches0:
-            means[call] = round((items - items0) / (batches - batches0), 2)
-    return means
+def batch_delta(before: dict[str, tuple[float, float]],
+                after: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """(items, batches) per batched call between two readings of batch_counts."""
+    return {call: (items - before.get(call, (0.0, 0.0))[0], batches - before.get(call, (0.0, 0.0))[1])
+            for call, (items, batches) in after.items()}
+
+
+def mean_batch_items(deltas: list[dict[str, tuple[float, float]]]) -> dict[str, float]:
+    """Mean calls per batch RPC over the edge runs (empty when batching is off)."""
+    totals: dict[str, list[float]] = {}
+    for delta in deltas:
+        for call, (items, batches) in delta.items():
+            total = totals.setdefault(call, [0.0, 0.0])
+            total[0] += items
+            total[1] += batches
+    return {call: round(items / batches, 2) for call, (items, batches) in totals.items() if batches}
 
 
 def _cores(cpu: dict[str, float], elapsed: float) -> dict[str, float]:
