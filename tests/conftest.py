@@ -42,11 +42,8 @@ def users(client: httpx.Client, admin_headers: dict[str, str]) -> UserFactory:
 
 @pytest.fixture
 async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack.dsn)
-    try:
+    async with stack.database() as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

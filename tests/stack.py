@@ -13,11 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -66,6 +67,15 @@ class Stack:
     def url(self, edge: str) -> str:
         """The HTTP address of an edge process (`edge` or a replica such as `edge2`)."""
         return f"http://127.0.0.1:{self.ports[edge]}"
+
+    @asynccontextmanager
+    async def database(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection to the stack's database, closed on leaving."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     def addr(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"

@@ -62,11 +62,8 @@ def users(crashes: Stack, client: httpx.Client) -> UserFactory:
 
 @pytest.fixture
 async def db(crashes: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(crashes.dsn)
-    try:
+    async with crashes.database() as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @dataclass

@@ -153,11 +153,8 @@ async def test_database_outage_under_load_fails_fast_and_recovers_without_restar
         parse(sample.response)
 
     # Nothing lost, nothing doubled: wait for holds from calls cut off mid-flight to settle or expire.
-    conn = await asyncpg.connect(stack.dsn)
-    try:
+    async with stack.database() as conn:
         await _assert_ledger(conn, user.id, metered)
-    finally:
-        await conn.close()
     assert_reconciled(stack)
 
 
@@ -245,13 +242,10 @@ async def test_reserve_cut_off_mid_query_is_a_503(outage_stack: Stack) -> None:
     [sample] = load.samples
     assert sample.response.status_code == 503, sample.response.text
     assert parse(sample.response)["error"] == "Service unavailable"
-    conn = await asyncpg.connect(stack.dsn)
-    try:
+    async with stack.database() as conn:
         got = await assert_not_charged(conn, sample.response.headers["X-Request-ID"])
         assert got.holds == 0
         await assert_books_balance(conn, user.id)
-    finally:
-        await conn.close()
     assert_reconciled(stack)
 
 
@@ -261,8 +255,7 @@ async def test_commit_cut_off_mid_query_is_retried_and_charged_once(outage_stack
     stack = outage_stack
     with httpx.Client(base_url=stack.edge_url, timeout=30) as admin:
         user = user_factory(stack, admin).create(credits=100, prefix="cutcommit")
-    conn = await asyncpg.connect(stack.dsn)
-    try:
+    async with stack.database() as conn:
         load = Load(stack, user.api_key)
         # The hold is placed first (its Reserve must not be the statement that blocks), then the lock
         # is taken while Claude is "thinking", so the Commit is what waits on it.
@@ -287,6 +280,4 @@ async def test_commit_cut_off_mid_query_is_retried_and_charged_once(outage_stack
         await assert_charged_once(conn, sample.response.headers["X-Request-ID"], charged)
         books = await assert_books_balance(conn, user.id)
         assert books.available == 100 - charged
-    finally:
-        await conn.close()
     assert_reconciled(stack)

@@ -51,11 +51,8 @@ def admin_client(replicas: Stack) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 async def db(replicas: Stack) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(replicas.dsn)
-    try:
+    async with replicas.database() as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 class Watcher:
