@@ -11,6 +11,7 @@ from typing import TypeVar
 import typer
 
 from common.cli import run_with_repository
+from common.errors import DomainError
 from services.auth.repository import AuthRepository
 from services.auth.settings import AuthSettings
 
@@ -19,7 +20,13 @@ T = TypeVar("T")
 
 
 def _with_repo(action: Callable[[AuthRepository], Awaitable[T]]) -> T:
-    return run_with_repository(AuthSettings(), AuthRepository, action)
+    """Run `action`; a refusal (no such user, the last enabled admin) is one line on stderr and exit 1,
+    not a traceback, so a script or an operator sees at once what was refused and that nothing changed."""
+    try:
+        return run_with_repository(AuthSettings(), AuthRepository, action)
+    except DomainError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -32,11 +39,14 @@ def serve() -> None:
 
 @app.command("rotate-admin-key")
 def rotate_admin_key() -> None:
-    """Issue a new key for the admin; the old key stops working at once."""
+    """Issue a new key for the admin; the old key stops working at once.
+
+    Allowed even for the last enabled admin (the API refuses that): the key is printed here, on the host.
+    """
 
     async def go(repo: AuthRepository) -> str:
         admin, _ = await repo.ensure_admin()
-        _, key = await repo.rotate_key(admin.id)
+        _, key = await repo.rotate_key(admin.id, on_host=True)
         return key
 
     key = _with_repo(go)
@@ -50,7 +60,7 @@ def rotate_key(username: str) -> None:
 
     async def go(repo: AuthRepository) -> str:
         user = await repo.get_user(username=username)
-        _, key = await repo.rotate_key(user.id)
+        _, key = await repo.rotate_key(user.id, on_host=True)
         return key
 
     typer.echo(f"New API key for {username}: {_with_repo(go)}")
@@ -58,7 +68,7 @@ def rotate_key(username: str) -> None:
 
 @app.command()
 def disable(username: str) -> None:
-    """Disable a user: their key stops validating at once."""
+    """Disable a user: their key stops validating at once. Refused for the last enabled admin."""
     _with_repo(lambda repo: _set_disabled(repo, username, True))
     typer.echo(f"{username} disabled")
 

@@ -21,12 +21,44 @@ WHERE id = $1
 RETURNING {USER_COLUMNS}
 """
 
-SET_DISABLED = f"""
-UPDATE user_accounts
-SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) ELSE NULL END, updated_at = now()
+#: Locks every admin row, in id order (so two callers cannot deadlock), when user $1 is an admin; nothing
+#: otherwise, so changes to ordinary users never wait on the admins. Held until the transaction ends.
+LOCK_ADMINS_IF_ADMIN = """
+SELECT id FROM user_accounts
+WHERE is_admin AND EXISTS (SELECT 1 FROM user_accounts target WHERE target.id = $1 AND target.is_admin)
+ORDER BY id
+FOR UPDATE
+"""
+
+#: True for a row of user_accounts ($1) whose disabling or API rotation still leaves an enabled admin: it is
+#: not an admin, or not enabled, or another enabled admin exists.
+SPARES_LAST_ADMIN = """(
+    NOT is_admin OR disabled_at IS NOT NULL
+    OR EXISTS (SELECT 1 FROM user_accounts other
+               WHERE other.is_admin AND other.disabled_at IS NULL AND other.id <> $1)
+)"""
+
+#: ROTATE_KEY over the API: no row when $1 is the last enabled admin (its new key would live only in the answer).
+ROTATE_KEY_SPARING_LAST_ADMIN = f"""
+UPDATE user_accounts SET api_key_hash = $2, api_key_prefix = $3, updated_at = now()
+WHERE id = $1 AND {SPARES_LAST_ADMIN}
+RETURNING {USER_COLUMNS}
+"""
+
+#: No row when $1 is the last enabled admin (or does not exist).
+DISABLE_USER = f"""
+UPDATE user_accounts SET disabled_at = COALESCE(disabled_at, now()), updated_at = now()
+WHERE id = $1 AND {SPARES_LAST_ADMIN}
+RETURNING {USER_COLUMNS}
+"""
+
+ENABLE_USER = f"""
+UPDATE user_accounts SET disabled_at = NULL, updated_at = now()
 WHERE id = $1
 RETURNING {USER_COLUMNS}
 """
+
+USER_EXISTS = "SELECT EXISTS (SELECT 1 FROM user_accounts WHERE id = $1)"
 
 FIRST_ADMIN = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE is_admin ORDER BY id LIMIT 1"
 

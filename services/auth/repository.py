@@ -10,7 +10,15 @@ from datetime import datetime
 import asyncpg
 
 from services.auth import keys, queries
-from services.auth.errors import EmailTaken, InvalidUserInput, UsernameTaken, UserNotFound
+from services.auth.errors import (
+    CannotDisableLastAdmin,
+    CannotRotateLastAdmin,
+    EmailTaken,
+    InvalidUserInput,
+    LastEnabledAdmin,
+    UsernameTaken,
+    UserNotFound,
+)
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -48,6 +56,25 @@ def validate_new_user(username: str, email: str) -> tuple[str, str]:
     if len(email) > 254 or not EMAIL_PATTERN.fullmatch(email):
         raise InvalidUserInput("email is not a valid address")
     return username, email
+
+
+async def _update_sparing_last_admin(
+    conn: asyncpg.Connection, update: str, user_id: int, refusal: type[LastEnabledAdmin], *args: object
+) -> asyncpg.Record:
+    """Run a one-user UPDATE guarded by `queries.SPARES_LAST_ADMIN` and return the row, or raise `refusal`.
+
+    The guard alone is not enough under READ COMMITTED: two transactions disabling two admins would each
+    see the other admin still enabled, and both commit. So a change to an admin first locks every admin
+    row (in the caller's transaction); the second caller waits for the first to commit, and its UPDATE, a
+    new statement with a new snapshot, then sees that change and refuses.
+    """
+    await conn.execute(queries.LOCK_ADMINS_IF_ADMIN, user_id)
+    row = await conn.fetchrow(update, user_id, *args)
+    if row is not None:
+        return row
+    if await conn.fetchval(queries.USER_EXISTS, user_id):
+        raise refusal()
+    raise UserNotFound()
 
 
 class AuthRepository:
@@ -103,24 +130,39 @@ class AuthRepository:
         rows = await self._pool.fetch(queries.LIST_USERS, after_id, page_size)
         return [UserRecord.from_row(r) for r in rows]
 
-    async def rotate_key(self, user_id: int) -> tuple[UserRecord, str]:
-        """A new key replaces the old hash in one statement: the old key stops working at once."""
+    async def rotate_key(self, user_id: int, *, on_host: bool = False) -> tuple[UserRecord, str]:
+        """A new key replaces the old hash in one statement: the old key stops working at once.
+
+        Over the API (the default) the last enabled admin's key is not rotated: the new key would exist only
+        in the answer, and were that lost no admin could use the API again. The operator CLI (`on_host`)
+        prints the key where it runs, so it may rotate any key, that admin's included.
+        """
         current = await self.get_user(user_id=user_id)
         key = keys.new_key(current.is_admin)
+        replace = (keys.key_hash(key), keys.display_prefix(key))
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(queries.ROTATE_KEY, user_id, keys.key_hash(key), keys.display_prefix(key))
-            if row is None:
-                raise UserNotFound()
+            if on_host:
+                row = await conn.fetchrow(queries.ROTATE_KEY, user_id, *replace)
+                if row is None:
+                    raise UserNotFound()
+            else:
+                row = await _update_sparing_last_admin(
+                    conn, queries.ROTATE_KEY_SPARING_LAST_ADMIN, user_id, CannotRotateLastAdmin, *replace
+                )
             await conn.execute(queries.NOTIFY_REVOKED, str(user_id))
         return UserRecord.from_row(row), key
 
     async def set_disabled(self, user_id: int, disabled: bool) -> UserRecord:
+        """Disable (the key stops working at once) or enable a user; never disables the last enabled admin,
+        which would lock everyone out of the API until someone ran `fsg-auth enable` on the host."""
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(queries.SET_DISABLED, user_id, disabled)
-            if row is None:
-                raise UserNotFound()
-            if disabled:
-                await conn.execute(queries.NOTIFY_REVOKED, str(user_id))
+            if not disabled:
+                row = await conn.fetchrow(queries.ENABLE_USER, user_id)
+                if row is None:
+                    raise UserNotFound()
+                return UserRecord.from_row(row)
+            row = await _update_sparing_last_admin(conn, queries.DISABLE_USER, user_id, CannotDisableLastAdmin)
+            await conn.execute(queries.NOTIFY_REVOKED, str(user_id))
         return UserRecord.from_row(row)
 
     async def ensure_admin(self, username: str = "admin", email: str = "admin@localhost.localdomain") -> tuple[

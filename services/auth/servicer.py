@@ -68,11 +68,13 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
     async def RotateKey(
         self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateUserResponse:
+        """FAILED_PRECONDITION for the last enabled admin: its new key would exist only in this answer."""
         user = await self._resolve(request)
         user, key = await self._repo.rotate_key(user.id)
         return auth_pb2.CreateUserResponse(user=user_message(user), api_key=key)
 
     async def DisableUser(self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> auth_pb2.User:
+        """FAILED_PRECONDITION for the last enabled admin: nobody could use the API afterwards."""
         user = await self._resolve(request)
         return user_message(await self._repo.set_disabled(user.id, True))
 
