@@ -3,8 +3,10 @@ every response in a stream and costs far more than the line itself).
 
 The line says `METHOD path status duration req=<id> user=<id|->`. It never carries the query string (where
 `?api_key=` lives) nor any header, and the path is logged through the redacting handler like any record,
-so a key pasted into a URL is still cut down to its prefix. Every response gets an `X-Request-ID` (the
-metered pipeline's own id when it set one, so the log line, the response and the usage row agree).
+so a key pasted into a URL is still cut down to its prefix. The path is also escaped and cut here
+(`printable`), so the line stays one line even where a record skips that handler (a test's log capture).
+Every response gets an `X-Request-ID` (the metered pipeline's own id when it set one, so the log line, the
+response and the usage row agree).
 """
 
 from __future__ import annotations
@@ -16,18 +18,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.logging import printable
+
 log = logging.getLogger("edge.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
-#: Longer paths are cut: a log line is not the place for a 100 kB URL.
-MAX_PATH_CHARS = 200
-
-
-def printable(text: str) -> str:
-    """Escape control characters (a `%0A` in a path must not forge a second log line) and cap the length."""
-    if not text.isprintable():
-        text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= MAX_PATH_CHARS else text[:MAX_PATH_CHARS] + "…"
 
 
 class AccessLogMiddleware:
