@@ -1,9 +1,12 @@
 """PostgreSQL access shared by the services: the pool and the migration runner.
 
 Migrations are plain SQL files in `migrations/`, applied once each, in file-name order, each in its
-own transaction, recorded in `schema_migrations`. Every service applies them at start-up; a
-transaction-level advisory lock makes simultaneous starts safe (the second waits, then finds nothing
-to do).
+own transaction, recorded in `schema_migrations`. SQL functions are kept apart, one current definition
+per file in `migrations/functions/<name>.sql`, and (re)applied after the versioned migrations whenever a
+file's checksum changes (recorded in `schema_functions`): every overload of `<name>` is dropped first, so
+a changed signature replaces the old function instead of adding another. A function whose file is gone is
+dropped. A transaction-level advisory lock makes simultaneous runs safe (the second waits, then finds
+nothing to do).
 """
 
 from __future__ import annotations
@@ -52,6 +55,53 @@ def migration_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.sql") if p.is_file())
 
 
+def function_files(directory: Path) -> dict[str, Path]:
+    """The SQL function files, by the name of the function each defines."""
+    return {p.stem: p for p in sorted((directory / "functions").glob("*.sql")) if p.is_file()}
+
+
+_DROP_OVERLOADS = """
+SELECT format('DROP FUNCTION %s', p.oid::regprocedure)
+FROM pg_proc p WHERE p.proname = $1 AND p.pronamespace = 'public'::regnamespace
+"""
+
+
+async def _drop_function(conn: asyncpg.Connection, name: str) -> None:
+    for (statement,) in await conn.fetch(_DROP_OVERLOADS, name):
+        await conn.execute(statement)
+
+
+async def _apply_functions(conn: asyncpg.Connection, directory: Path) -> list[str]:
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_functions (
+               name       text PRIMARY KEY,
+               checksum   text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    done = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_functions")}
+    files = function_files(directory)
+    applied: list[str] = []
+    for name in sorted(set(done) - set(files)):
+        await _drop_function(conn, name)
+        await conn.execute("DELETE FROM schema_functions WHERE name = $1", name)
+        log.info("dropped function %s (its file is gone)", name)
+    for name, path in files.items():
+        sql = path.read_text(encoding="utf-8")
+        checksum = hashlib.sha256(sql.encode()).hexdigest()
+        if done.get(name) == checksum:
+            continue
+        await _drop_function(conn, name)
+        await conn.execute(sql)
+        await conn.execute(
+            """INSERT INTO schema_functions (name, checksum) VALUES ($1, $2)
+               ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()""",
+            name, checksum,
+        )
+        applied.append(f"functions/{name}")
+        log.info("applied function %s", name)
+    return applied
+
+
 async def apply_migrations(conn: asyncpg.Connection, directory: Path) -> list[str]:
     """Apply every migration not yet recorded; returns the versions applied by this call."""
     applied_now: list[str] = []
@@ -80,6 +130,7 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path) -> list[st
                 )
             applied_now.append(version)
             log.info("applied migration %s", version)
+        applied_now += await _apply_functions(conn, directory)
     return applied_now
 
 

@@ -41,6 +41,8 @@ class CommonSettings(BaseSettings):
     #: "on" (default): a process with no token refuses to start. "off": no token is demanded or sent —
     #: an explicit, loud opt-out for throwaway experiments only.
     service_auth: Literal["on", "off"] = Field("on", validation_alias="FSG_SERVICE_AUTH")
+    #: Honour the fault points of common/faults.py (crash or stall at a named step). Tests only.
+    fault_injection: bool = Field(False, validation_alias="FSG_FAULT_INJECTION")
 
     def dsn(self) -> str:
         """The database URL; every service needs one (the launcher provides it for the embedded server)."""

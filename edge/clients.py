@@ -62,7 +62,7 @@ class ServiceClients:
         self.billing = billing_pb2_grpc.BillingStub(self.services["billing"].channel)
         self.generation = generation_pb2_grpc.GenerationStub(self.services["generation"].channel)
         # The three calls every metered request makes around Claude, batched under load (EDGE_BATCH_MAX).
-        self.prepare: Callable[..., Awaitable[generation_pb2.PrepareResponse]] = self.generation.Prepare
+        self.prepare: Callable[..., Awaitable[generation_pb2.Plan]] = self.generation.Prepare
         self.reserve: Callable[..., Awaitable[billing_pb2.ReserveResponse]] = self.billing.Reserve
         self.commit: Callable[..., Awaitable[billing_pb2.SettleResponse]] = self.billing.Commit
         if settings.batch_max:

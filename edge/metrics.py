@@ -19,6 +19,9 @@ LATENCY = Histogram(
 )
 TOKENS = Counter("fsg_tokens_total", "Tokens reported by Claude on successful calls", ["model", "direction"])
 CREDITS_CHARGED = Counter("fsg_credits_charged_total", "Credits charged for successful calls", ["endpoint"])
+CREDITS_ABSORBED = Counter(
+    "fsg_credits_absorbed_total", "Provider cost above the hold, not charged to the user (the hold is the most a "
+    "call may charge)", ["endpoint"])
 BATCH_ITEMS = Histogram(
     "fsg_service_batch_items", "Calls carried per batch RPC (EDGE_BATCH_MAX)", ["call"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),

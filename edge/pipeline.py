@@ -1,292 +1,329 @@
-"""The metered call, coordinated by the edge (TigerBeetle-style two-phase transfer around Claude):
+"""The metered call, coordinated by the edge (a TigerBeetle-style two-phase transfer around Claude):
 
-    Prepare (generation: validate input, bound the worst case; nothing held yet)
-    → Reserve max(endpoint minimum, worst case)      (billing: pending hold, or 402, or 429 over a rate limit)
-    → Execute                                        (generation: Claude, validate, save)
-    → Commit actual cost | Release on any failure    (billing: post or void + usage row)
+    Prepare  (generation: validate, answer the Plan and its worst case; nothing held, nothing kept)
+    → Reserve max(endpoint minimum, worst case)   (billing: a pending hold, or why not; with an
+                                                   Idempotency-Key, the key's record answers first)
+    → Execute the Plan                            (generation: Claude, validate, stage the result under the hold)
+    → Commit the actual cost                      (billing: post, usage row, replay record: one transaction)
+      or Release on any failure                   (billing: void, failed usage row)
 
-Settlement calls are idempotent by hold id and retried through brief outages; if billing stays away
-the hold expires by itself (the sweeper voids it), so a fault never takes a user's credits.
-
-With an `Idempotency-Key`, Prepare also claims the key (generation's idempotent_requests) and answers
-for a key seen before: the stored response (replay), the saved but unanswered result (resume: Commit
-of the same hold again, so it is charged once), 409 while another attempt runs, 422 for another body.
+One owner for each piece of a call's state: billing holds the money and the Idempotency-Key's record in the
+same transaction; generation keeps nothing between Prepare and Execute (the edge carries the Plan); a staged
+result is part of the project only once its hold is posted, so a result is delivered and kept only if it is
+paid. Every settlement outcome is answered explicitly (edge/outcomes.py). README ("A metered call") draws
+the sequence and what each failure point leaves behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import grpc
 from fastapi import Response
 
-from common.money import for_json, from_wire, to_wire
+from common import faults
+from common.faults import FaultPoint
+from common.money import ZERO, for_json, from_wire, to_wire
 from edge.clients import ServiceClients
-from edge.errors import IDEMPOTENCY_KEY_REUSED, ApiError, from_grpc
+from edge.errors import ApiError, from_grpc
 from edge.json import extend_object
-from edge.metrics import CREDITS_CHARGED, GENERATIONS, LATENCY, TOKENS
-from edge.rate_limits import RATE_LIMITS, rate_limited
+from edge.metrics import CREDITS_ABSORBED, CREDITS_CHARGED, GENERATIONS, LATENCY, TOKENS
+from edge.outcomes import CONFLICTING, FAILURE_STATUS, PAID, REFUSALS
 from edge.security import Caller
+from edge.settings import EdgeSettings
 from protos import billing_pb2, generation_pb2
 
 log = logging.getLogger(__name__)
-
-#: Claude failures → HTTP status for the caller ("superseded": another attempt with the same
-#: Idempotency-Key took over after this one's lease ran out).
-FAILURE_STATUS = {"rate_limited": 503, "overloaded": 503, "timeout": 504, "upstream_error": 502,
-                  "invalid_output": 502, "superseded": 409}
-Idempotent = generation_pb2.IdempotentState
-#: The lease of an idempotency claim beyond the longest an attempt can take.
-IDEMPOTENCY_LEASE_MARGIN_SECONDS = 30
-#: How long storing or freeing an idempotency record retries through a generation outage.
-IDEMPOTENCY_RETRY_SECONDS = 3.0
-#: Headers of a success that a replay repeats (it also says `Idempotent-Replayed: true`).
-REPLAYED_HEADERS = frozenset({"x-credits-charged", "x-credits-remaining", "x-request-id"})
+Reason = billing_pb2.Reason
+#: GenerateRequest fields that differ between attempts of one logical request (not in its fingerprint).
+_PER_ATTEMPT_FIELDS = ("request_id", "simulator_fault")
+#: Background voids of holds whose Reserve answer was lost (kept referenced until they finish).
+_VOIDS: set[asyncio.Task[billing_pb2.SettleResponse | None]] = set()
 
 
-async def _settle(clients: ServiceClients, method: Any, request: Any) -> billing_pb2.SettleResponse:
-    """Commit or Release, retried through a billing outage (idempotent by hold id)."""
-    result: billing_pb2.SettleResponse = await clients.call_idempotent(
-        "billing", method, request, retry_for=clients.settings.settle_retry_seconds
-    )
-    return result
+@dataclass(frozen=True)
+class MeteredCall:
+    """What a route asks for: a generation request, the endpoint's minimum hold, and the caller's key."""
+
+    endpoint: str
+    minimum: Decimal
+    request: generation_pb2.GenerateRequest
+    idempotency_key: str | None = None
 
 
-def _usage(endpoint: str, request_id: str, started: float, *, project_path: str = "", model: str = "",
-           input_tokens: int = 0, output_tokens: int = 0, error: str = "",
-           provider_cost: Decimal | None = None) -> billing_pb2.Usage:
-    return billing_pb2.Usage(
-        endpoint=endpoint, method="POST", input_tokens=input_tokens, output_tokens=output_tokens, model=model,
-        project_path=project_path, request_id=request_id, latency_ms=int((time.monotonic() - started) * 1000),
-        error_message=error[:1000], provider_cost=to_wire(provider_cost) if provider_cost else "",
-    )
+@dataclass(frozen=True)
+class _Call:
+    """One attempt of a metered call, as the pipeline runs it."""
+
+    clients: ServiceClients
+    settings: EdgeSettings
+    caller: Caller
+    endpoint: str
+    request_id: str
+    hold_id: str
+    key: str | None
+    fingerprint: bytes
+    faults: faults.Faults
+    started: float
+
+    def usage(self, *, project_path: str = "", model: str = "", input_tokens: int = 0, output_tokens: int = 0,
+              error: str = "", provider_cost: Decimal = ZERO) -> billing_pb2.Usage:
+        return billing_pb2.Usage(
+            endpoint=self.endpoint, method="POST", input_tokens=input_tokens, output_tokens=output_tokens,
+            model=model, project_path=project_path, request_id=self.request_id,
+            latency_ms=int((time.monotonic() - self.started) * 1000), error_message=error[:1000],
+            provider_cost=to_wire(provider_cost),
+        )
 
 
-async def run_metered(
-    clients: ServiceClients,
-    caller: Caller,
-    endpoint: str,
-    minimum: Decimal,
-    gen_request: generation_pb2.GenerateRequest,
-    generation_timeout: float,
-    idempotency_key: str | None = None,
-) -> Response:
+def fingerprint(endpoint: str, request: generation_pb2.GenerateRequest) -> bytes:
+    """What makes two requests "the same" for an Idempotency-Key: the endpoint and every field the caller
+    chose (minus the per-attempt ones)."""
+    same = generation_pb2.GenerateRequest()
+    same.CopyFrom(request)
+    for name in _PER_ATTEMPT_FIELDS:
+        same.ClearField(name)  # type: ignore[arg-type]
+    return hashlib.sha256(endpoint.encode() + b"\0" + same.SerializeToString(deterministic=True)).digest()
+
+
+async def run_metered(clients: ServiceClients, settings: EdgeSettings, caller: Caller, metered: MeteredCall
+                      ) -> Response:
     """One metered call. Every answer, error or not, names its request id in `X-Request-ID`: the id its
     hold and usage row carry, so a caller (or an operator) can trace any outcome, a 402 or a 5xx too."""
     request_id = f"req_{uuid.uuid4().hex}"
     try:
-        return await _run_metered(clients, caller, endpoint, minimum, gen_request, generation_timeout, request_id,
-                                  idempotency_key)
+        return await _run(clients, settings, caller, metered, request_id)
     except ApiError as exc:
         # Every ApiError raised below is a fresh instance (never a shared constant), so this is safe. An
-        # error that names its request (a resumed idempotent call names the first attempt's) keeps that id.
+        # error that names its request (a replayed call names the first attempt's) keeps that id.
         exc.headers = {**(exc.headers or {}), "X-Request-ID": str(exc.body.get("requestId", request_id))}
         raise
 
 
-async def _run_metered(
-    clients: ServiceClients,
-    caller: Caller,
-    endpoint: str,
-    minimum: Decimal,
-    gen_request: generation_pb2.GenerateRequest,
-    generation_timeout: float,
-    request_id: str,
-    idempotency_key: str | None,
-) -> Response:
-    started = time.monotonic()
-    hold_id = str(uuid.uuid4())
-    gen_request.user_id = caller.id
-    gen_request.request_id = request_id
-    if idempotency_key:
-        gen_request.idempotency_key = idempotency_key
-        gen_request.hold_id = hold_id
-        # Longer than this attempt can possibly take (its Claude call, then settling through an outage), so
-        # a live attempt never loses its claim; only a dead one's claim is ever taken over.
-        gen_request.idempotency_lease_seconds = int(
-            generation_timeout + clients.settings.settle_retry_seconds + IDEMPOTENCY_LEASE_MARGIN_SECONDS
-        )
-
-    prepared = await clients.call("generation", clients.prepare, gen_request)
-    required = max(minimum, from_wire(prepared.max_cost))
-    if prepared.idempotent != Idempotent.IDEMPOTENT_NONE and prepared.idempotent != Idempotent.IDEMPOTENT_NEW:
-        return await _answer_from_record(clients, gen_request, endpoint, prepared, required)
+async def _run(clients: ServiceClients, settings: EdgeSettings, caller: Caller, metered: MeteredCall,
+               request_id: str) -> Response:
+    request = metered.request
+    request.user_id = caller.id
+    key = metered.idempotency_key
+    call = _Call(
+        clients, settings, caller, metered.endpoint, request_id, str(uuid.uuid4()), key,
+        fingerprint(metered.endpoint, request) if key else b"",
+        faults.parse(request.simulator_fault, enabled=settings.fault_injection), time.monotonic(),
+    )
+    request.request_id = request_id
 
     try:
-        reserved = await clients.call(
-            "billing", clients.reserve,
-            billing_pb2.ReserveRequest(hold_id=hold_id, user_id=caller.id, amount=to_wire(required),
-                                       endpoint=endpoint, request_id=request_id),
-        )
-    except BaseException:
-        await asyncio.shield(_abandon(clients, gen_request))
+        plan = await clients.call("generation", clients.prepare, request)
+    except ApiError as exc:
+        if key and 400 <= exc.status < 500:
+            # A key seen before answers from its record even if the input no longer validates (say the
+            # project was deleted since): the retry gets the first result.
+            return await _answer_from_record(call, exc)
         raise
-    if not reserved.ok:
-        # Nothing is held: free the key so a retry (after the wait, or a top-up) runs afresh.
-        await asyncio.shield(_abandon(clients, gen_request))
-    if not reserved.ok and reserved.reason in RATE_LIMITS:
-        raise rate_limited(caller.id, endpoint, reserved)
-    if not reserved.ok:
-        GENERATIONS.labels(endpoint, "insufficient_credits").inc()
-        log.info("user %d: insufficient credits for %s (required %s, available %s)", caller.id, endpoint,
-                 required, reserved.available)
-        raise ApiError(402, "Insufficient credits", remaining=from_wire(reserved.available), required=required,
-                       message="Please purchase more credits to continue")
+    required = max(metered.minimum, from_wire(plan.max_cost))
 
-    async def give_up(usage: billing_pb2.Usage) -> None:
-        """Void the hold and free the idempotency key: nothing was charged, so a retry may run afresh."""
-        await _release(clients, hold_id, usage)
-        await _abandon(clients, gen_request)
+    reserved = await _reserve(call, required)
+    if reserved.reason == Reason.KEY_REPLAY:
+        return replay_response(reserved.replay)
+    if not reserved.ok:
+        raise REFUSALS[reserved.reason](reserved, caller.id, call.endpoint, required)
 
+    executed = await _execute(call, plan, required)
+    await call.faults.hit(FaultPoint.CRASH_BEFORE_COMMIT)
+    return await _commit(call, executed, required)
+
+
+async def _answer_from_record(call: _Call, error: ApiError) -> Response:
+    """Prepare refused a keyed request: the key's record answers if it has something to say, else the
+    refusal stands."""
+    assert call.key is not None
     try:
-        executed = await clients.generation.Execute(gen_request, timeout=generation_timeout)
+        found = await call.clients.call("billing", call.clients.billing.LookupKey, billing_pb2.LookupKeyRequest(
+            user_id=call.caller.id, idempotency_key=call.key, fingerprint=call.fingerprint))
+    except ApiError:
+        raise error from None
+    if found.reason == Reason.KEY_REPLAY:
+        return replay_response(found.replay)
+    if found.reason in REFUSALS:
+        raise REFUSALS[found.reason](found, call.caller.id, call.endpoint, ZERO)
+    raise error
+
+
+async def _reserve(call: _Call, required: Decimal) -> billing_pb2.ReserveResponse:
+    """Place the hold. If its answer is lost (a deadline, a dropped connection), the hold may exist without
+    anyone to settle it: void its id in the background, so its credits and its concurrency slot come back
+    now rather than when it expires (a Reserve that arrives after the void places nothing)."""
+    settings = call.settings
+    # Longer than the longest a call can take to reach its Commit (the generation deadline) plus the
+    # Commit's own retry window: a live call's post always comes before the hold's deadline.
+    ttl = math.ceil(settings.generation_timeout_seconds + settings.settle_retry_seconds + settings.hold_margin_seconds)
+    request = billing_pb2.ReserveRequest(
+        hold_id=call.hold_id, user_id=call.caller.id, amount=to_wire(required), ttl_seconds=ttl,
+        endpoint=call.endpoint, request_id=call.request_id, idempotency_key=call.key or "",
+        fingerprint=call.fingerprint, fault=call.faults.spec(),
+    )
+    try:
+        reserved: billing_pb2.ReserveResponse = await call.clients.call("billing", call.clients.reserve, request)
+    except ApiError as exc:
+        if exc.status in (503, 504):
+            task = asyncio.create_task(_void(call, call.usage(error="the reserve's answer was lost")))
+            _VOIDS.add(task)
+            task.add_done_callback(_VOIDS.discard)
+        raise
+    return reserved
+
+
+async def _void(call: _Call, usage: billing_pb2.Usage) -> billing_pb2.SettleResponse | None:
+    """Void the hold (or, if it was never placed, its id) with its failed usage row, retried through a brief
+    billing outage; None if billing stayed away (the hold then expires by itself: nobody will post it)."""
+    request = billing_pb2.ReleaseRequest(hold_id=call.hold_id, user_id=call.caller.id, usage=usage)
+    try:
+        return await _settle(call, call.clients.billing.Release, request)
+    except ApiError:
+        log.error("void of hold %s failed; it expires by itself, uncharged", call.hold_id)
+        return None
+
+
+async def _settle(call: _Call, method: Any, request: Any) -> billing_pb2.SettleResponse:
+    """Commit or Release, retried through a billing outage (idempotent by hold id)."""
+    result: billing_pb2.SettleResponse = await call.clients.call_idempotent(
+        "billing", method, request, retry_for=call.settings.settle_retry_seconds)
+    return result
+
+
+async def _execute(call: _Call, plan: generation_pb2.Plan, required: Decimal) -> generation_pb2.ExecuteResponse:
+    """Run the plan. On any failure the hold is voided: this edge is the only one that could post it, and it
+    will not, so the answer can say "not charged" (and the staged result, if any, is never seen)."""
+    request = generation_pb2.ExecuteRequest(plan=plan, hold_id=call.hold_id, budget=to_wire(required))
+    path = plan.request.project_path
+    try:
+        executed = await call.clients.generation.Execute(request, timeout=call.settings.generation_timeout_seconds)
     except grpc.aio.AioRpcError as exc:
-        GENERATIONS.labels(endpoint, "service_error").inc()
+        GENERATIONS.labels(call.endpoint, "service_error").inc()
         error = from_grpc(exc, "generation")
-        await asyncio.shield(give_up(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
-                                            model=prepared.model, error=f"{error.body['error']}: {exc.code().name}")))
+        await asyncio.shield(_void(call, call.usage(project_path=path, model=plan.model,
+                                                    error=f"{error.body['error']}: {exc.code().name}")))
+        error.body["message"] = f"{error.body.get('message', error.body['error'])}. No credits were charged."
+        error.body["requestId"] = call.request_id
         raise error from exc
     except BaseException:
-        await asyncio.shield(give_up(_usage(endpoint, request_id, started, project_path=gen_request.project_path,
-                                            model=prepared.model, error="request aborted")))
+        await asyncio.shield(_void(call, call.usage(project_path=path, model=plan.model, error="request aborted")))
         raise
+    if executed.ok:
+        return executed
 
-    if not executed.ok:
-        GENERATIONS.labels(endpoint, executed.error_type or "failed").inc()
-        provider_cost = from_wire(executed.cost)
-        await asyncio.shield(give_up(_usage(
-            endpoint, request_id, started, project_path=executed.project_path or gen_request.project_path,
-            model=executed.model, input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,
-            error=f"{executed.error_type}: {executed.error_message}", provider_cost=provider_cost,
-        )))
-        headers = {"Retry-After": str(executed.retry_after_seconds)} if executed.retry_after_seconds else None
-        error = ApiError(FAILURE_STATUS.get(executed.error_type, 502), "Generation failed",
-                         f"{executed.error_message}. No credits were charged.", type=executed.error_type,
-                         requestId=request_id)
-        error.headers = headers
-        raise error
-
-    response = await _commit(clients, endpoint, executed, hold_id, required, request_id, started)
-    if idempotency_key:
-        await asyncio.shield(_complete(clients, _ref(gen_request, hold_id), response))
-    return response
+    GENERATIONS.labels(call.endpoint, executed.error_type or "failed").inc()
+    await asyncio.shield(_void(call, call.usage(
+        project_path=executed.project_path or path, model=executed.model, input_tokens=executed.input_tokens,
+        output_tokens=executed.output_tokens, error=f"{executed.error_type}: {executed.error_message}",
+        provider_cost=from_wire(executed.cost))))
+    error = ApiError(FAILURE_STATUS.get(executed.error_type, 502), "Generation failed",
+                     f"{executed.error_message}. No credits were charged.", type=executed.error_type,
+                     requestId=call.request_id)
+    if executed.retry_after_seconds:
+        error.headers = {"Retry-After": str(executed.retry_after_seconds)}
+    raise error
 
 
-async def _commit(
-    clients: ServiceClients, endpoint: str, executed: generation_pb2.ExecuteResponse, hold_id: str,
-    required: Decimal, request_id: str, started: float,
-) -> Response:
-    """Post the actual cost (at most the hold) and build the success response."""
+async def _commit(call: _Call, executed: generation_pb2.ExecuteResponse, required: Decimal) -> Response:
+    """Post the actual cost (at most the hold: any excess is ours, counted in fsg_credits_absorbed_total)."""
     cost = from_wire(executed.cost)
     charge = min(cost, required)
     if charge < cost:
-        log.warning("hold %s: actual cost %s exceeds the hold %s; charging the hold", hold_id, cost, required)
+        CREDITS_ABSORBED.labels(call.endpoint).inc(float(cost - charge))
+        log.warning("hold %s: actual cost %s exceeds the hold %s; charging the hold, absorbing %s", call.hold_id,
+                    cost, required, cost - charge)
+    request = billing_pb2.CommitRequest(
+        hold_id=call.hold_id, user_id=call.caller.id, amount=to_wire(charge),
+        usage=call.usage(project_path=executed.project_path, model=executed.model,
+                         input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,
+                         provider_cost=cost),
+        result_json=executed.result_json if call.key else "", fault=call.faults.spec(),
+    )
     try:
-        settled = await asyncio.shield(_settle(
-            clients, clients.commit,
-            billing_pb2.CommitRequest(hold_id=hold_id, amount=to_wire(charge), usage=_usage(
-                endpoint, request_id, started, project_path=executed.project_path, model=executed.model,
-                input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,
-                # What the provider cost us when it exceeded the hold (the user pays at most the hold).
-                provider_cost=cost if charge < cost else None)),
-        ))
-    except ApiError as exc:
-        raise ApiError(503, "Billing unavailable",
-                       "Your result was saved in the project and you have not been charged; please retry later",
-                       projectPath=executed.project_path, requestId=request_id) from exc
+        settled = await asyncio.shield(_settle(call, call.clients.commit, request))
+    except ApiError:
+        settled = await _settle_unconfirmed(call, executed)
+    return _answer_settled(call, executed, settled)
 
-    balance = settled.balance
+
+async def _settle_unconfirmed(call: _Call, executed: generation_pb2.ExecuteResponse) -> billing_pb2.SettleResponse:
+    """The Commit's retry window passed without an answer: it may have landed (its answer lost) or not. A
+    Release decides: it voids the hold if it is still pending, and answers already_posted if the Commit had
+    landed. Without an answer at all, say exactly what is known."""
+    settled = await asyncio.shield(_void(call, call.usage(
+        project_path=executed.project_path, model=executed.model, input_tokens=executed.input_tokens,
+        output_tokens=executed.output_tokens, error="the commit could not be confirmed",
+        provider_cost=from_wire(executed.cost))))
+    if settled is None:
+        raise ApiError(503, "Billing unavailable",
+                       "We could not reach billing to confirm whether this call was charged. If it was, its result "
+                       "is in your project; if it was not, nothing was charged and its result was not kept. "
+                       "Your request id tells us which.", projectPath=executed.project_path,
+                       requestId=call.request_id)
+    return settled
+
+
+def _answer_settled(call: _Call, executed: generation_pb2.ExecuteResponse,
+                    settled: billing_pb2.SettleResponse) -> Response:
+    """Every settlement outcome, answered explicitly: paid → the result; not paid → an error that says so."""
     charged = from_wire(settled.charged)
-    GENERATIONS.labels(endpoint, "ok").inc()
-    LATENCY.labels(endpoint).observe(time.monotonic() - started)
-    CREDITS_CHARGED.labels(endpoint).inc(float(charged))
-    TOKENS.labels(executed.model, "input").inc(executed.input_tokens)
-    TOKENS.labels(executed.model, "output").inc(executed.output_tokens)
+    if settled.outcome in PAID:
+        GENERATIONS.labels(call.endpoint, "ok").inc()
+        LATENCY.labels(call.endpoint).observe(time.monotonic() - call.started)
+        CREDITS_CHARGED.labels(call.endpoint).inc(float(charged))
+        TOKENS.labels(executed.model, "input").inc(executed.input_tokens)
+        TOKENS.labels(executed.model, "output").inc(executed.output_tokens)
+        return success_response(executed.result_json, executed.input_tokens, executed.output_tokens,
+                                executed.model, charged, settled.balance, call.request_id)
+    if settled.outcome in CONFLICTING:
+        GENERATIONS.labels(call.endpoint, "settlement_conflict").inc()
+        log.error("hold %s was posted before with %s credits, not the %s this call computed", call.hold_id,
+                  charged, executed.cost)
+        raise ApiError(502, "Settlement conflict",
+                       f"This call was already charged {for_json(charged)} credits, not the amount it computed; its "
+                       "result is in your project. Please report this request id.",
+                       charged=charged, projectPath=executed.project_path, requestId=call.request_id)
+    GENERATIONS.labels(call.endpoint, "expired").inc()
+    log.warning("hold %s ended %s before its commit; the result is not kept", call.hold_id,
+                billing_pb2.Outcome.Name(settled.outcome))
+    raise ApiError(503, "Not charged",
+                   "The hold on your credits ended before this call could be charged, so you were not charged and "
+                   "its result was not kept; please retry", requestId=call.request_id)
+
+
+def success_response(result_json: str, input_tokens: int, output_tokens: int, model: str, charged: Decimal,
+                     balance: billing_pb2.Balance, request_id: str, *, replayed: bool = False) -> Response:
+    """A paid call's answer, the same bytes for the first answer and every replay of it."""
     remaining: Decimal | None = None if balance.unlimited else from_wire(balance.available)
     usage: dict[str, Any] = {
-        "input_tokens": executed.input_tokens,
-        "output_tokens": executed.output_tokens,
-        "model": executed.model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "model": model,
         "credits_charged": charged,
         "credits_remaining": remaining,
     }
-    body = extend_object(executed.result_json, {"usage": usage, "requestId": request_id})
-    return Response(body, media_type="application/json", headers={
+    headers = {
         "X-Credits-Charged": str(for_json(charged)),
         "X-Credits-Remaining": "unlimited" if remaining is None else str(for_json(remaining)),
         "X-Request-ID": request_id,
-    })
+    }
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    body = extend_object(result_json, {"usage": usage, "requestId": request_id})
+    return Response(body, media_type="application/json", headers=headers)
 
 
-async def _answer_from_record(
-    clients: ServiceClients, gen_request: generation_pb2.GenerateRequest, endpoint: str,
-    prepared: generation_pb2.PrepareResponse, required: Decimal,
-) -> Response:
-    """A retry of a request whose Idempotency-Key is known: replay, resume, or refuse."""
-    state = prepared.idempotent
-    if state == Idempotent.IDEMPOTENT_REPLAY:
-        stored = prepared.stored
-        return Response(stored.body_json, status_code=stored.status, media_type="application/json",
-                        headers={**stored.headers, "Idempotent-Replayed": "true"})
-    if state == Idempotent.IDEMPOTENT_MISMATCH:
-        raise ApiError(422, "Idempotency key reused",
-                       "This Idempotency-Key was already used with a different request; use a new key",
-                       fields=[IDEMPOTENCY_KEY_REUSED])
-    if state == Idempotent.IDEMPOTENT_IN_PROGRESS:
-        error = ApiError(409, "Request in progress",
-                         "A request with this Idempotency-Key is still running; retry after it ends")
-        error.headers = {"Retry-After": str(prepared.retry_after_seconds or 1)}
-        raise error
-    # RESUME: the first attempt's result was saved but never answered (it died, or billing was away).
-    # Committing its hold again is idempotent: charged at most once, whatever happened before.
-    executed = prepared.executed
-    log.info("resuming idempotent request %s (hold %s)", executed.request_id, executed.hold_id)
-    response = await _commit(clients, endpoint, executed, executed.hold_id, required, executed.request_id,
-                             time.monotonic())
-    await asyncio.shield(_complete(clients, _ref(gen_request, executed.hold_id), response))
-    return response
+def replay_response(replay: billing_pb2.Replay) -> Response:
+    """The first answer of a paid call, for a retry with its Idempotency-Key (charged nothing again)."""
+    return success_response(replay.result_json, replay.input_tokens, replay.output_tokens, replay.model,
+                            from_wire(replay.charged), replay.balance, replay.request_id, replayed=True)
 
-
-def _ref(gen_request: generation_pb2.GenerateRequest, hold_id: str) -> generation_pb2.IdempotentRef:
-    return generation_pb2.IdempotentRef(user_id=gen_request.user_id, idempotency_key=gen_request.idempotency_key,
-                                        hold_id=hold_id)
-
-
-async def _complete(clients: ServiceClients, ref: generation_pb2.IdempotentRef, response: Response) -> None:
-    """Store the answer under the key. Best effort: if it is lost, a retry resumes instead of replaying,
-    which settles the same hold again (charged once) and answers the same result."""
-    stored = generation_pb2.StoredResponse(
-        status=response.status_code, body_json=bytes(response.body).decode(),
-        headers={k: v for k, v in response.headers.items() if k.lower() in REPLAYED_HEADERS},
-    )
-    try:
-        await clients.call_idempotent("generation", clients.generation.CompleteIdempotent,
-                                      generation_pb2.CompleteIdempotentRequest(ref=ref, response=stored),
-                                      retry_for=IDEMPOTENCY_RETRY_SECONDS)
-    except ApiError:
-        log.warning("could not store the response of hold %s under its idempotency key", ref.hold_id)
-
-
-async def _abandon(clients: ServiceClients, gen_request: generation_pb2.GenerateRequest) -> None:
-    """Free the key after a failure that charged nothing. Best effort: a claim left behind only makes
-    retries wait (409) until its lease ends."""
-    if not gen_request.idempotency_key:
-        return
-    try:
-        await clients.call_idempotent("generation", clients.generation.AbandonIdempotent,
-                                      _ref(gen_request, gen_request.hold_id), retry_for=IDEMPOTENCY_RETRY_SECONDS)
-    except ApiError:
-        log.warning("could not free the idempotency key of hold %s; it frees itself when its lease ends",
-                    gen_request.hold_id)
-
-
-async def _release(clients: ServiceClients, hold_id: str, usage: billing_pb2.Usage) -> None:
-    try:
-        await _settle(clients, clients.billing.Release, billing_pb2.ReleaseRequest(hold_id=hold_id, usage=usage))
-    except ApiError:
-        log.error("release of hold %s failed; the sweeper will expire it", hold_id)

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 #: Billing's rate-limit refusals → the `limit` named in the 429 body.
 RATE_LIMITS = {
-    billing_pb2.ReserveResponse.REQUESTS_PER_MINUTE: "requests_per_minute",
-    billing_pb2.ReserveResponse.MAX_CONCURRENT: "max_concurrent",
+    billing_pb2.Reason.REQUESTS_PER_MINUTE: "requests_per_minute",
+    billing_pb2.Reason.MAX_CONCURRENT: "max_concurrent",
 }
 _WHAT = {"requests_per_minute": "calls per minute", "max_concurrent": "calls in progress at once"}
 

@@ -28,6 +28,9 @@ class EdgeSettings(CommonSettings):
     #: How long the edge keeps retrying a Commit/Release while billing is unreachable before giving up
     #: (then the hold expires by itself and the user is not charged).
     settle_retry_seconds: float = Field(20.0, ge=0)
+    #: A hold lives EDGE_GENERATION_TIMEOUT_SECONDS + EDGE_SETTLE_RETRY_SECONDS + this long, so a live call
+    #: always posts before its hold's deadline (after it, billing refuses the post and the hold expires).
+    hold_margin_seconds: float = Field(60.0, ge=0)
     #: Cache validated keys this long, only while auth's revocation stream is live (rotations and
     #: disables evict at once). 0 = ask auth on every request.
     key_cache_seconds: float = Field(60.0, ge=0)

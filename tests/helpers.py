@@ -58,6 +58,13 @@ def key_leaks(key: str, text: str, longest: int = 12) -> list[str]:
     return [secret[i:i + size] for i in range(len(secret) - longest) if secret[i:i + size] in lowered]
 
 
+#: A user's projects that are part of their account: not metered, or paid (their hold posted). A project a
+#: call staged but never paid for is in the table until the cleanup deletes it, and never counts.
+PAID_PROJECTS = """
+SELECT count(*) FROM projects p WHERE p.user_id = $1 AND (p.hold_id IS NULL OR EXISTS (
+    SELECT 1 FROM hold_outcomes o WHERE o.hold_id = p.hold_id AND o.outcome = 'posted'))
+"""
+
 #: Every table a request could touch, with the column that ties a row to a user.
 _USER_SCOPED = {
     "user_accounts": "id",
@@ -84,6 +91,10 @@ async def db_snapshot(db: asyncpg.Connection, *user_ids: int) -> dict[str, Any]:
         snapshot[table] = tuple(await db.fetchrow(
             f"""SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
                 FROM {table} t WHERE {column} = ANY($1::bigint[])""", ids))
+    snapshot["project_parts"] = tuple(await db.fetchrow(
+        """SELECT count(*), md5(coalesce(string_agg(pp::text, '|' ORDER BY pp::text), ''))
+           FROM project_parts pp JOIN projects p ON p.id = pp.project_id
+           WHERE p.user_id = ANY($1::bigint[])""", ids))
     snapshot["credit_hold_resolutions"] = tuple(await db.fetchrow(
         """SELECT count(*), md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), ''))
            FROM credit_hold_resolutions r JOIN credit_holds h ON h.id = r.hold_id

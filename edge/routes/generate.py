@@ -8,7 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
 
-from edge.pipeline import run_metered
+from common.idempotency_key import MAX_LENGTH, PATTERN
+from edge.pipeline import MeteredCall, run_metered
 from edge.request_json import JsonRoute
 from edge.responses import Generated
 from edge.schemas import (
@@ -27,8 +28,8 @@ router = APIRouter(prefix="/api", tags=["generation"], route_class=JsonRoute)
 User = Annotated[Caller, Depends(current_user)]
 SimFault = Annotated[str | None, Header(alias="X-Sim-Fault", max_length=64)]
 #: A retry with the same key (and body) answers the first result and is charged once (see pipeline.py).
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
-                                              pattern=r"^[\x21-\x7e]+$")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_LENGTH,
+                                              pattern=PATTERN)]
 Kind = generation_pb2.Kind
 
 #: The guide's minimum hold per endpoint, in credits.
@@ -56,9 +57,8 @@ def _request(kind: generation_pb2.Kind, options: GenerationOptions | None, fault
 
 async def _run(request: Request, caller: Caller, endpoint: str, gen: generation_pb2.GenerateRequest,
                idempotency_key: str | None) -> Response:
-    settings = request.app.state.settings
-    return await run_metered(request.app.state.clients, caller, endpoint, MINIMUMS[endpoint], gen,
-                             settings.generation_timeout_seconds, idempotency_key)
+    metered = MeteredCall(endpoint, MINIMUMS[endpoint], gen, idempotency_key)
+    return await run_metered(request.app.state.clients, request.app.state.settings, caller, metered)
 
 
 @router.post("/generate-structure", response_model=Generated)

@@ -46,21 +46,30 @@ def serve() -> None:
 
 @app.command()
 def reconcile() -> None:
-    """Re-derive every balance from the ledger; report each difference. Exit 1 if any."""
-    differences = _with_repo(lambda repo: repo.reconcile())
-    for d in differences:
+    """Re-derive every balance from the ledger, check every hold against its rows and the conservation of
+    credits over all accounts; report each difference. Exit 1 if any."""
+    report = _with_repo(lambda repo: repo.reconcile())
+    for d in report.accounts:
         typer.echo(
             f"user {d.user_id}: available {d.available} vs ledger {d.ledger_available}; "
             f"held {d.held} vs pending holds {d.pending_held}; "
-            f"holds_open {d.holds_open} vs pending holds {d.pending_holds}; "
+            f"holds_open {d.holds_open} vs pending holds {d.pending_holds} (listed {d.listed_pending_holds}); "
             f"purchased {d.total_credits_purchased} vs ledger {d.ledger_purchased}; "
             f"usage ledger {d.ledger_usage} vs usage_logs {d.logged_usage}; "
             f"ledger rows consistent: {d.rows_consistent}"
         )
-    if differences:
-        typer.echo(f"reconcile: {len(differences)} account(s) differ from the ledger", err=True)
+    for h in report.holds:
+        typer.echo(f"hold {h.hold_id} (user {h.user_id}, {h.amount}, {h.outcome or 'pending'} {h.charge or ''}): "
+                   f"{h.problem}")
+    c = report.conservation
+    if not c.holds:
+        typer.echo(f"conservation: credited {c.credited} - charged {c.charged} vs in accounts {c.in_accounts}; "
+                   f"held {c.held} vs pending {c.pending}; posted {c.posted} vs logged {c.logged}")
+    if not report.clean:
+        typer.echo(f"reconcile: {len(report.accounts)} account(s) and {len(report.holds)} hold(s) differ from the "
+                   f"ledger{'' if c.holds else '; credits are not conserved'}", err=True)
         raise typer.Exit(1)
-    typer.echo("reconcile: every balance matches the ledger")
+    typer.echo("reconcile: every balance matches the ledger, every hold its rows, and credits are conserved")
 
 
 @app.command()
@@ -118,7 +127,7 @@ def limits(
 @app.command("sweep")
 def sweep() -> None:
     """Expire every pending hold past its deadline now."""
-    n = _with_repo(lambda repo: repo.sweep_expired(365 * 86400.0, 10_000))
+    n = _with_repo(lambda repo: repo.sweep_expired())
     typer.echo(f"expired {n} hold(s)")
 
 

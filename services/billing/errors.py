@@ -1,14 +1,16 @@
-"""Billing domain errors.
+"""Billing domain errors, and the SQLSTATEs the billing functions raise for them.
 
     DomainError (common.errors)
-    ├── InvalidCredits          INVALID_ARGUMENT  amount malformed, not positive, too many places, too large
-    ├── InvalidBillingRequest   INVALID_ARGUMENT  other malformed input (hold id, idempotency key, type)
+    ├── InvalidCredits          INVALID_ARGUMENT     amount malformed, not positive, over 4 places, too large
+    ├── InvalidBillingRequest   INVALID_ARGUMENT     other malformed input (hold id, idempotency key, type)
+    │   └── InvalidSettlement   INVALID_ARGUMENT     an outcome with an amount it cannot have (voided, charge 3)
     ├── HoldNotFound            NOT_FOUND
     ├── ExceedsPendingAmount    FAILED_PRECONDITION  a post larger than its hold
-    └── IdempotencyConflict     FAILED_PRECONDITION  a key reused for a different request
+    ├── AccountMismatch         FAILED_PRECONDITION  a settlement naming another account than its hold's
+    └── IdempotencyConflict     FAILED_PRECONDITION  a key or hold id reused for a different request
 
-Settling an already-resolved hold is not an error: it answers a named outcome (already_posted,
-already_voided, expired) with the first result, as TigerBeetle does.
+Settling an already-resolved hold is not an error: it answers a named outcome (services/billing/outcomes.py)
+with the first result, as TigerBeetle does.
 """
 
 import grpc
@@ -26,6 +28,10 @@ class InvalidBillingRequest(DomainError):
     message = "Invalid billing request"
 
 
+class InvalidSettlement(InvalidBillingRequest):
+    message = "A voided or expired hold charges nothing"
+
+
 class HoldNotFound(DomainError):
     code = grpc.StatusCode.NOT_FOUND
     message = "Hold not found"
@@ -36,6 +42,22 @@ class ExceedsPendingAmount(DomainError):
     message = "exceeds_pending_amount"
 
 
+class AccountMismatch(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    message = "The hold belongs to another account"
+
+
 class IdempotencyConflict(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     message = "idempotency key already used for a different request"
+
+
+#: The custom SQLSTATEs of migrations/functions/*.sql → the error each means (one translation, here).
+SQLSTATE_ERRORS: dict[str, type[DomainError]] = {
+    "FB001": HoldNotFound,
+    "FB002": ExceedsPendingAmount,
+    "FB003": AccountMismatch,
+    "FB004": InvalidCredits,
+    "FB005": InvalidSettlement,
+    "FB006": IdempotencyConflict,
+}

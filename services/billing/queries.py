@@ -1,7 +1,10 @@
-"""The billing service's SQL, named and kept together.
+"""The billing service's SQL, named and kept together. The statements that move money are functions, one
+current definition per file in migrations/functions/ (read them there); this module calls them.
 
-Lock order, everywhere: a hold row (FOR UPDATE) before its account row, so settling and sweeping
-never deadlock with each other or with reserves and grants (which lock the account row only).
+Lock order, everywhere: hold rows (FOR UPDATE, by id) before account rows (by user id). A single settlement
+locks its hold, then its account; a batch locks all its holds, then all its accounts, before settling any;
+reserves and grants lock only an account row. So settlements, batches, the sweeper, reserves and grants
+never wait on each other in a cycle (tests/billing/test_lock_order.py runs them together).
 """
 
 OPEN_ACCOUNT = """
@@ -20,10 +23,11 @@ TRANSACTION_BY_IDEMPOTENCY_KEY = """
 SELECT id, user_id, transaction_type, credits_amount, notes FROM credit_transactions WHERE idempotency_key = $1
 """
 
-#: $1 user, $2 amount (signed), $3 counts toward total_credits_purchased
+#: $1 user, $2 amount (signed; billing_credits refuses more than 4 places), $3 counts toward
+#: total_credits_purchased
 MOVE_FOR_GRANT = """
 UPDATE credit_accounts
-SET available = available + $2,
+SET available = available + billing_credits($2),
     total_credits_purchased = total_credits_purchased + CASE WHEN $3 THEN $2 ELSE 0 END,
     updated_at = now()
 WHERE user_id = $1
@@ -38,34 +42,18 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id
 """
 
-#: One atomic statement, one round trip: lock the account row, decide, and only if the verdict is `ok`
-#: move available → held, count the hold in `holds_open`, advance the rate limiter, record the pending
-#: hold and its ledger row. Deciding on the *locked* row (the newest version, which nobody else can change
-#: until this commits) makes the limits exact across replicas: reserves for one user queue on that lock.
-#: Checked in order: insufficient_credits, max_concurrent, requests_per_minute (a call that could never be
-#: paid for is told so, and a refused call takes no rate token). Unlimited accounts are exempt from all.
-#:
-#: requests_per_minute is a GCRA with a burst of one minute's worth: T = 60 s / rpm (floored to whole
-#: microseconds so that exactly rpm fit in a burst); allowed iff max(tat, now) + T - now <= 60 s, and
-#: then tat := max(tat, now) + T. The clock is read after the lock is granted (clock_timestamp()), so
-#: a reserve that queued on the lock is judged at the moment it decides.
-#:
-#: The new values are computed from the locked row (v.*), never from the UPDATE's own scan (a.*): that
-#: scan reads the statement's snapshot, which can predate a settle that committed while this statement
-#: waited for the lock, and PostgreSQL checks constraints on a row projected from that stale version
-#: before it notices the newer one (EvalPlanQual) — a spurious overdraft CHECK failure. v.* is the
-#: newest version and nobody else can change it until this statement commits.
-#:
-#: $1 hold id, $2 user, $3 amount, $4 ttl seconds, $5 endpoint, $6 request id,
-#: $7 default requests per minute, $8 default max concurrent (0 = no limit).
-#: No row back = no account (insufficient credits).
-#: The statement is the function billing_reserve (migrations/0008_billing_batches.sql).
-RESERVE = "SELECT * FROM billing_reserve($1, $2, $3, $4, $5, $6, $7, $8)"
+#: Place a pending hold under the account's row lock, within the balance and the rate limits, or answer why
+#: not (migrations/functions/billing_reserve.sql). $1 hold id, $2 user, $3 amount, $4 ttl seconds,
+#: $5 endpoint, $6 request id, $7 idempotency key (NULL = none), $8 fingerprint, $9 key retention hours,
+#: $10 default requests per minute, $11 default max concurrent (0 = no limit). No row back = no account.
+RESERVE = "SELECT * FROM billing_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 
-#: Many reserves in one statement (arrays in the order of billing_reserve's arguments, then the two
-#: defaults); one row per item that has an account, numbered by `item` (1-based).
-RESERVE_MANY = "SELECT * FROM billing_reserve_many($1, $2, $3, $4, $5, $6, $7, $8)"
+#: Many reserves in one statement (arrays for $1-$8, then the three shared values); one row per item that
+#: has an account, numbered by `item` (1-based).
+RESERVE_MANY = "SELECT * FROM billing_reserve_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 
+#: What an idempotency key's record says: $1 user, $2 key, $3 fingerprint, $4 retention hours.
+KEY_STATE = "SELECT reason, hold_id FROM billing_key_state($1, $2, $3, $4)"
 
 #: $1 user. The stored limits (NULL = the service default) and the pending-hold count.
 LIMITS = """
@@ -85,28 +73,39 @@ SET requests_per_minute = CASE WHEN $2 THEN EXCLUDED.requests_per_minute
 RETURNING user_id, requests_per_minute, max_concurrent, holds_open, unlimited
 """
 
-HOLD = """
-SELECT h.id, h.user_id, h.amount, r.outcome, r.amount AS resolved_amount
-FROM credit_holds h LEFT JOIN credit_hold_resolutions r ON r.hold_id = h.id
-WHERE h.id = $1
-"""
-
-#: Post, void or expire a hold in one round trip (migrations/0005_billing_settle_function.sql).
-SETTLE = "SELECT * FROM billing_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+#: Post, void or expire a hold in one round trip (migrations/functions/billing_settle.sql): $1 hold id,
+#: $2 user, $3 outcome, $4 charge, $5 result json (kept for replays of a keyed hold), $6 request id,
+#: $7 endpoint, $8 method, $9 input tokens, $10 output tokens, $11 provider cost, $12 model, $13 project path,
+#: $14 error message, $15 latency ms.
+SETTLE = "SELECT * FROM billing_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 
 #: Many settlements in one statement (one array per billing_settle argument); one row per item, numbered
 #: by `item` (1-based).
-SETTLE_MANY = "SELECT * FROM billing_settle_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+SETTLE_MANY = "SELECT * FROM billing_settle_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 
-#: Pending holds past expiry. The window keeps the scan short; the first sweep after start-up
-#: passes a wide window to catch anything left while the service was down.
+#: Pending holds past their deadline, oldest first: $1 how many. No look-back window: pending_holds holds
+#: only unresolved holds, so the sweeper drains every one of them however old.
 EXPIRED_HOLDS = """
-SELECT h.id FROM credit_holds h
-WHERE h.expires_at < now() AND h.expires_at > now() - make_interval(secs => $1)
-  AND NOT EXISTS (SELECT 1 FROM credit_hold_resolutions r WHERE r.hold_id = h.id)
-ORDER BY h.expires_at
-LIMIT $2
+SELECT hold_id, user_id FROM pending_holds WHERE expires_at <= now() ORDER BY expires_at LIMIT $1
 """
+
+#: A posted hold as its first answer told it (for a replay): $1 hold id.
+REPLAY = """
+SELECT h.id AS hold_id, h.request_id, x.result_json, u.input_tokens, u.output_tokens, u.model_used,
+       r.amount AS charged, a.user_id, a.unlimited, a.held, a.total_credits_purchased,
+       (SELECT t.balance_after FROM credit_transactions t WHERE t.hold_id = h.id ORDER BY t.id DESC LIMIT 1)
+           AS available
+FROM credit_holds h
+JOIN credit_hold_resolutions r ON r.hold_id = h.id AND r.outcome = 'posted'
+JOIN idempotent_results x ON x.hold_id = h.id
+JOIN usage_logs u ON u.hold_id = h.id
+JOIN credit_accounts a ON a.user_id = h.user_id
+WHERE h.id = $1
+"""
+
+#: Housekeeping: replay results past the retention ($1 hours), void markers past a day.
+PURGE_RESULTS = "DELETE FROM idempotent_results WHERE created_at < now() - make_interval(hours => $1)"
+PURGE_VOIDED_IDS = "DELETE FROM voided_hold_ids WHERE created_at < now() - interval '1 day'"
 
 USAGE_TOTALS = """
 SELECT count(*)                                   AS total_requests,
@@ -144,7 +143,7 @@ ORDER BY id DESC
 LIMIT $3
 """
 
-#: Re-derive every cached number from the ledger and the holds; any row returned is a difference.
+#: Re-derive every account's cached numbers from the ledger and the holds; any row returned is a difference.
 RECONCILE = """
 WITH ledger AS (
     SELECT user_id,
@@ -157,6 +156,8 @@ WITH ledger AS (
     FROM credit_holds h
     WHERE NOT EXISTS (SELECT 1 FROM credit_hold_resolutions r WHERE r.hold_id = h.id)
     GROUP BY h.user_id
+), listed AS (
+    SELECT user_id, count(*) AS holds FROM pending_holds GROUP BY user_id
 ), charged AS (
     SELECT user_id, sum(-credits_amount) AS usage FROM credit_transactions
     WHERE transaction_type = 'usage' GROUP BY user_id
@@ -166,20 +167,92 @@ WITH ledger AS (
 SELECT a.user_id,
        a.available, COALESCE(l.available, 0) AS ledger_available,
        a.held, COALESCE(p.held, 0) AS pending_held,
-       a.holds_open, COALESCE(p.holds, 0) AS pending_holds,
+       a.holds_open, COALESCE(p.holds, 0) AS pending_holds, COALESCE(s.holds, 0) AS listed_pending_holds,
        a.total_credits_purchased, COALESCE(l.purchased, 0) AS ledger_purchased,
        COALESCE(c.usage, 0) AS ledger_usage, COALESCE(g.usage, 0) AS logged_usage,
        COALESCE(l.rows_consistent, true) AS rows_consistent
 FROM credit_accounts a
 LEFT JOIN ledger l ON l.user_id = a.user_id
 LEFT JOIN pending p ON p.user_id = a.user_id
+LEFT JOIN listed s ON s.user_id = a.user_id
 LEFT JOIN charged c ON c.user_id = a.user_id
 LEFT JOIN logged g ON g.user_id = a.user_id
 WHERE a.available <> COALESCE(l.available, 0)
    OR a.held <> COALESCE(p.held, 0)
    OR a.holds_open <> COALESCE(p.holds, 0)
+   OR COALESCE(s.holds, 0) <> COALESCE(p.holds, 0)
    OR a.total_credits_purchased <> COALESCE(l.purchased, 0)
    OR COALESCE(c.usage, 0) <> COALESCE(g.usage, 0)
    OR NOT COALESCE(l.rows_consistent, true)
 ORDER BY a.user_id
+"""
+
+#: Every hold against its own rows: one `hold` ledger row of -amount; once resolved, exactly one resolution
+#: (the primary key), one `release` row of +amount, one `usage` row of -charge when it charged anything (none
+#: otherwise) and one usage_logs row costing the charge, successful iff posted; while pending, a
+#: pending_holds row and none of the others. Any row returned is a hold whose rows disagree, with why.
+RECONCILE_HOLDS = """
+WITH ledger AS (
+    SELECT hold_id,
+           count(*) FILTER (WHERE transaction_type = 'hold') AS hold_rows,
+           COALESCE(sum(credits_amount) FILTER (WHERE transaction_type = 'hold'), 0) AS held,
+           count(*) FILTER (WHERE transaction_type = 'release') AS release_rows,
+           COALESCE(sum(credits_amount) FILTER (WHERE transaction_type = 'release'), 0) AS released,
+           count(*) FILTER (WHERE transaction_type = 'usage') AS usage_rows,
+           COALESCE(sum(-credits_amount) FILTER (WHERE transaction_type = 'usage'), 0) AS used
+    FROM credit_transactions WHERE hold_id IS NOT NULL GROUP BY hold_id
+), logs AS (
+    SELECT hold_id, count(*) AS log_rows, COALESCE(sum(credits_cost), 0) AS logged,
+           bool_and(response_success) AS all_success
+    FROM usage_logs WHERE hold_id IS NOT NULL GROUP BY hold_id
+), checked AS (
+    SELECT h.id AS hold_id, h.user_id, h.amount, r.outcome, r.amount AS charge,
+           COALESCE(l.hold_rows, 0) AS hold_rows, COALESCE(l.held, 0) AS held,
+           COALESCE(l.release_rows, 0) AS release_rows, COALESCE(l.released, 0) AS released,
+           COALESCE(l.usage_rows, 0) AS usage_rows, COALESCE(l.used, 0) AS used,
+           COALESCE(g.log_rows, 0) AS log_rows, COALESCE(g.logged, 0) AS logged, g.all_success,
+           EXISTS (SELECT 1 FROM pending_holds p WHERE p.hold_id = h.id) AS listed_pending
+    FROM credit_holds h
+    LEFT JOIN credit_hold_resolutions r ON r.hold_id = h.id
+    LEFT JOIN ledger l ON l.hold_id = h.id
+    LEFT JOIN logs g ON g.hold_id = h.id
+)
+SELECT hold_id, user_id, amount, outcome, charge,
+       CASE
+           WHEN hold_rows <> 1 OR held <> -amount THEN 'hold ledger row missing, repeated or of another amount'
+           WHEN outcome IS NULL AND NOT listed_pending THEN 'pending but not in pending_holds'
+           WHEN outcome IS NULL AND (release_rows + usage_rows + log_rows) > 0 THEN 'pending but already settled rows'
+           WHEN outcome IS NULL THEN NULL
+           WHEN listed_pending THEN 'resolved but still in pending_holds'
+           WHEN release_rows <> 1 OR released <> amount THEN 'release ledger row missing, repeated or of another amount'
+           WHEN usage_rows <> (CASE WHEN charge > 0 THEN 1 ELSE 0 END) OR used <> charge
+               THEN 'usage ledger rows differ from the charge'
+           WHEN log_rows <> 1 OR logged <> charge THEN 'usage_logs row missing, repeated or of another cost'
+           WHEN all_success <> (outcome = 'posted') THEN 'usage_logs success differs from the outcome'
+       END AS problem
+FROM checked
+WHERE CASE
+          WHEN hold_rows <> 1 OR held <> -amount THEN true
+          WHEN outcome IS NULL THEN NOT listed_pending OR (release_rows + usage_rows + log_rows) > 0
+          ELSE listed_pending OR release_rows <> 1 OR released <> amount
+               OR usage_rows <> (CASE WHEN charge > 0 THEN 1 ELSE 0 END) OR used <> charge
+               OR log_rows <> 1 OR logged <> charge OR all_success <> (outcome = 'posted')
+      END
+ORDER BY hold_id
+"""
+
+#: Conservation over all accounts: what came in (grants, purchases, refunds, adjustments) minus what was
+#: charged equals what the accounts hold (available + held); what is held equals the pending holds; and the
+#: posted resolutions, the usage ledger rows and the usage log agree on what was charged.
+CONSERVATION = """
+SELECT
+    (SELECT COALESCE(sum(credits_amount), 0) FROM credit_transactions
+      WHERE transaction_type IN ('grant', 'purchase', 'refund', 'adjustment')) AS credited,
+    (SELECT COALESCE(sum(-credits_amount), 0) FROM credit_transactions WHERE transaction_type = 'usage') AS charged,
+    (SELECT COALESCE(sum(available + held), 0) FROM credit_accounts) AS in_accounts,
+    (SELECT COALESCE(sum(held), 0) FROM credit_accounts) AS held,
+    (SELECT COALESCE(sum(h.amount), 0) FROM credit_holds h
+      WHERE NOT EXISTS (SELECT 1 FROM credit_hold_resolutions r WHERE r.hold_id = h.id)) AS pending,
+    (SELECT COALESCE(sum(amount), 0) FROM credit_hold_resolutions WHERE outcome = 'posted') AS posted,
+    (SELECT COALESCE(sum(credits_cost), 0) FROM usage_logs) AS logged
 """

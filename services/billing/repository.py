@@ -19,17 +19,18 @@ import asyncpg
 
 from common.coalesce import Coalescer
 from common.errors import DB_DOWN
+from common.idempotency_key import InvalidIdempotencyKey, check_idempotency_key
 from common.money import ZERO, InvalidAmount, parse_credits
 from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
 from common.rate_limits import MAX_REQUESTS_PER_MINUTE
 from services.billing import queries
 from services.billing.errors import (
-    ExceedsPendingAmount,
-    HoldNotFound,
+    SQLSTATE_ERRORS,
     IdempotencyConflict,
     InvalidBillingRequest,
     InvalidCredits,
 )
+from services.billing.outcomes import RESOLUTIONS, Outcome, Reason
 
 GRANT_TYPES = frozenset({"grant", "purchase", "refund", "adjustment"})
 #: Grants and purchases count toward `total_credits_purchased` (the guide: 100 initial + 50 granted = 150).
@@ -63,13 +64,6 @@ class GrantResult:
     replayed: bool
 
 
-#: Why a reserve was refused (or `ok`); the rate-limit reasons name the limit that was hit.
-OK = "ok"
-INSUFFICIENT_CREDITS = "insufficient_credits"
-REQUESTS_PER_MINUTE = "requests_per_minute"
-MAX_CONCURRENT = "max_concurrent"
-
-
 @dataclass(frozen=True, slots=True)
 class LimitDefaults:
     """The limits for accounts that have none of their own; 0 = no limit."""
@@ -79,13 +73,28 @@ class LimitDefaults:
 
 
 @dataclass(frozen=True, slots=True)
+class Replay:
+    """A posted call as its first answer told it, for a retry with the same idempotency key."""
+
+    hold_id: str
+    request_id: str
+    result_json: str
+    input_tokens: int
+    output_tokens: int
+    model: str
+    charged: Decimal
+    balance: Balance  # right after the charge
+
+
+@dataclass(frozen=True, slots=True)
 class ReserveResult:
     ok: bool
     available: Decimal
     required: Decimal
     unlimited: bool
-    reason: str = OK  # ok | insufficient_credits | requests_per_minute | max_concurrent
+    reason: Reason = Reason.OK
     retry_after_seconds: int = 0
+    replay: Replay | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +138,7 @@ class UsageRecord:
 
 @dataclass(frozen=True, slots=True)
 class SettleResult:
-    outcome: str  # posted | voided | expired | already_posted | already_voided
+    outcome: Outcome
     charged: Decimal
     balance: Balance
 
@@ -163,11 +172,58 @@ class Difference:
     pending_held: Decimal
     holds_open: int
     pending_holds: int
+    listed_pending_holds: int
     total_credits_purchased: Decimal
     ledger_purchased: Decimal
     ledger_usage: Decimal
     logged_usage: Decimal
     rows_consistent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HoldDifference:
+    """One hold whose ledger rows, usage row or pending marker disagree with its amount and resolution."""
+
+    hold_id: uuid.UUID
+    user_id: int
+    amount: Decimal
+    outcome: str | None
+    charge: Decimal | None
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conservation:
+    """The books as a whole: credited - charged = in accounts; held = pending; posted = charged = logged."""
+
+    credited: Decimal
+    charged: Decimal
+    in_accounts: Decimal
+    held: Decimal
+    pending: Decimal
+    posted: Decimal
+    logged: Decimal
+
+    @property
+    def holds(self) -> bool:
+        return (self.credited - self.charged == self.in_accounts and self.held == self.pending
+                and self.posted == self.charged == self.logged)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    accounts: list[Difference]
+    holds: list[HoldDifference]
+    conservation: Conservation
+
+    @property
+    def clean(self) -> bool:
+        return not self.accounts and not self.holds and self.conservation.holds
+
+    def of(self, *user_ids: int) -> list[Difference | HoldDifference]:
+        """The differences that concern these users (accounts and holds)."""
+        wanted = set(user_ids)
+        return [d for d in [*self.accounts, *self.holds] if d.user_id in wanted]
 
 
 def _amount(value: str | Decimal, *, allow_zero: bool = False) -> Decimal:
@@ -186,6 +242,14 @@ def _check_limit(name: str, value: LimitSetting, maximum: int) -> None:
 
 #: The most reserves (or settlements) one statement carries.
 MAX_BATCH = 64
+#: The sweeper expires this many holds per statement, until none is left.
+SWEEP_BATCH = 200
+
+
+def _domain_error(exc: asyncpg.PostgresError) -> Exception:
+    """A billing function's refusal (custom SQLSTATE) as its domain error; anything else unchanged."""
+    error = SQLSTATE_ERRORS.get(exc.sqlstate or "")
+    return error() if error is not None else exc
 
 
 def _columns(items: list[tuple[Any, ...]]) -> list[list[Any]]:
@@ -215,11 +279,13 @@ class BillingRepository:
         default_ttl_seconds: int = 600,
         recent_days: int = 30,
         limit_defaults: LimitDefaults | None = None,
+        key_retention_hours: int = 24,
     ) -> None:
         self._pool = pool
         self._default_ttl = default_ttl_seconds
         self._recent_days = recent_days
         self._limits = limit_defaults or LimitDefaults()
+        self._key_retention_hours = key_retention_hours
         # Group commit: the reserves (and settlements) that reach billing together run as one statement.
         self._reserves: Coalescer[tuple[Any, ...], asyncpg.Record | None] = Coalescer(
             self._reserve_batch, max_batch=MAX_BATCH)
@@ -301,33 +367,62 @@ class BillingRepository:
         ttl_seconds: int = 0,
         endpoint: str = "",
         request_id: str = "",
+        idempotency_key: str = "",
+        fingerprint: bytes = b"",
     ) -> ReserveResult:
-        """Place a pending hold, atomically and only if it fits and the user's limits allow it.
+        """Place a pending hold, atomically and only if it fits and the user's limits allow it; with an
+        idempotency key, answer from the key's record instead when it has one (replay, in progress, mismatch).
 
-        A repeated hold id replays the first answer (checked on refusal too: the first hold itself may be
-        what now fills the user's concurrency limit).
+        A repeated hold id answers ok again (a retry whose first answer was lost), as long as it names the
+        same user and amount.
         """
         hid = _hold_id(hold_id)
         value = _amount(amount)
+        key, digest = _key(idempotency_key, fingerprint)
         ttl = ttl_seconds if ttl_seconds > 0 else self._default_ttl
+        item = (hid, user_id, value, float(ttl), endpoint, request_id, key, digest)
         try:
-            row = await self._reserves.submit((hid, user_id, value, float(ttl), endpoint, request_id))
+            row = await self._reserves.submit(item)
         except asyncpg.UniqueViolationError:
-            row = None  # the hold id exists: replay below
-        if row is not None and row["reason"] == OK:
-            return ReserveResult(ok=True, available=row["available"], required=value, unlimited=row["unlimited"])
-        existing = await self._pool.fetchrow(queries.HOLD, hid)
-        if existing is not None:
-            if existing["user_id"] != user_id or existing["amount"] != value:
-                raise IdempotencyConflict("hold_id already used for a different hold")
-            balance = await self.balance(user_id)
-            return ReserveResult(ok=True, available=balance.available, required=value, unlimited=balance.unlimited)
+            # The same hold id raced in twice; the statement that lost sees the winner's hold now.
+            row = await self._pool.fetchrow(queries.RESERVE, *item, *self._reserve_settings())
+        except asyncpg.PostgresError as exc:
+            raise _domain_error(exc) from exc
         if row is None:  # no account at all
             return ReserveResult(ok=False, available=ZERO, required=value, unlimited=False,
-                                 reason=INSUFFICIENT_CREDITS)
+                                 reason=Reason.INSUFFICIENT_CREDITS)
+        reason = Reason(row["reason"])
+        replay = await self.replay(row["key_hold_id"]) if reason is Reason.KEY_REPLAY else None
         # The verdict was taken under the account's row lock, so the reason is exact (no re-read races).
-        return ReserveResult(ok=False, available=row["available"], required=value, unlimited=row["unlimited"],
-                             reason=row["reason"], retry_after_seconds=row["retry_after"])
+        return ReserveResult(ok=reason is Reason.OK, available=row["available"], required=value,
+                             unlimited=row["unlimited"], reason=reason, retry_after_seconds=row["retry_after"],
+                             replay=replay)
+
+    async def lookup_key(self, user_id: int, idempotency_key: str, fingerprint: bytes) -> ReserveResult:
+        """What the key's record says, placing nothing: `OK` means the key is unknown (or free again)."""
+        key, digest = _key(idempotency_key, fingerprint)
+        row = await self._pool.fetchrow(queries.KEY_STATE, user_id, key, digest, self._key_retention_hours)
+        reason = Reason(row["reason"])
+        replay = await self.replay(row["hold_id"]) if reason is Reason.KEY_REPLAY else None
+        balance = await self.balance(user_id)
+        return ReserveResult(ok=False, available=balance.available, required=ZERO, unlimited=balance.unlimited,
+                             reason=reason, retry_after_seconds=1 if reason is Reason.KEY_IN_PROGRESS else 0,
+                             replay=replay)
+
+    async def replay(self, hold_id: uuid.UUID) -> Replay:
+        """The first answer of a posted hold with an idempotency key."""
+        row = await self._pool.fetchrow(queries.REPLAY, hold_id)
+        if row is None:  # posted, but its result was purged (or never sent): the key cannot answer it again
+            raise IdempotencyConflict("this idempotency key's first result is no longer kept; use a new key")
+        balance = Balance(user_id=row["user_id"], available=row["available"], held=row["held"],
+                          total_credits_purchased=row["total_credits_purchased"], unlimited=row["unlimited"])
+        return Replay(hold_id=str(row["hold_id"]), request_id=row["request_id"], result_json=row["result_json"],
+                      input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
+                      model=row["model_used"] or "", charged=row["charged"], balance=balance)
+
+    def _reserve_settings(self) -> tuple[int, int, int]:
+        """The values every reserve shares: key retention, then the default limits."""
+        return self._key_retention_hours, self._limits.requests_per_minute, self._limits.max_concurrent
 
     # -- limits ------------------------------------------------------------------------------------
     def _limits_from_row(self, row: asyncpg.Record | None, user_id: int) -> Limits:
@@ -358,50 +453,49 @@ class BillingRepository:
         )
         return self._limits_from_row(row, user_id)
 
-    async def commit(self, hold_id: str, amount: str | Decimal, usage: UsageRecord) -> SettleResult:
-        """Post the actual cost (at most the hold), release the rest, write the usage row: one transaction."""
-        return await self._settle(_hold_id(hold_id), "posted", _amount(amount, allow_zero=True), usage)
+    async def commit(self, hold_id: str, user_id: int, amount: str | Decimal, usage: UsageRecord,
+                     result_json: str = "") -> SettleResult:
+        """Post the actual cost (at most the hold), release the rest, write the usage row (and, for a hold
+        with an idempotency key, the result for replays): one transaction."""
+        return await self.settle(_hold_id(hold_id), user_id, Outcome.POSTED, _amount(amount, allow_zero=True), usage,
+                                 result_json)
 
-    async def release(self, hold_id: str, usage: UsageRecord) -> SettleResult:
-        """Void the hold (nothing charged) and write a failed usage row."""
-        return await self._settle(_hold_id(hold_id), "voided", ZERO, usage)
+    async def release(self, hold_id: str, user_id: int, usage: UsageRecord) -> SettleResult:
+        """Void the hold (nothing charged) and write a failed usage row; an id never placed is remembered
+        as voided, so a Reserve arriving after this places nothing."""
+        return await self.settle(_hold_id(hold_id), user_id, Outcome.VOIDED, ZERO, usage)
 
-    async def expire(self, hold_id: uuid.UUID) -> SettleResult:
-        return await self._settle(
-            hold_id, "expired", ZERO, UsageRecord(error_message="hold expired before the call was settled")
-        )
-
-    async def _settle(self, hid: uuid.UUID, outcome: str, charge: Decimal, usage: UsageRecord) -> SettleResult:
+    async def settle(self, hid: uuid.UUID, user_id: int, outcome: Outcome, charge: Decimal, usage: UsageRecord,
+                     result_json: str = "") -> SettleResult:
+        if outcome not in RESOLUTIONS:
+            raise InvalidBillingRequest(f"a settlement is one of {sorted(RESOLUTIONS)}")
         try:
             row = await self._settles.submit((
-                hid, outcome, charge, usage.request_id, usage.endpoint, usage.method, usage.input_tokens,
-                usage.output_tokens, usage.provider_cost, usage.model, usage.project_path, usage.error_message,
-                usage.latency_ms,
+                hid, user_id, str(outcome), charge, result_json or None, usage.request_id, usage.endpoint,
+                usage.method, usage.input_tokens, usage.output_tokens, usage.provider_cost, usage.model,
+                usage.project_path, usage.error_message, usage.latency_ms,
             ))
-        except asyncpg.RaiseError as exc:
-            if "exceeds_pending_amount" in str(exc):
-                raise ExceedsPendingAmount() from exc
-            if "hold_not_found" in str(exc):
-                raise HoldNotFound() from exc
-            raise
+        except asyncpg.PostgresError as exc:
+            raise _domain_error(exc) from exc
         balance = Balance(
             user_id=row["account_user_id"], available=row["account_available"], held=row["account_held"],
             total_credits_purchased=row["account_purchased"], unlimited=row["account_unlimited"],
         )
-        return SettleResult(outcome=row["settled_outcome"], charged=row["settled_charge"], balance=balance)
+        return SettleResult(outcome=Outcome(row["settled_outcome"]), charged=row["settled_charge"], balance=balance)
 
     # -- group commit ------------------------------------------------------------------------------
     async def _reserve_batch(self, items: list[tuple[Any, ...]]) -> Sequence[asyncpg.Record | BaseException | None]:
-        """RESERVE for each item, in one statement; after a statement error, one by one (see _one_by_one)."""
-        defaults = (self._limits.requests_per_minute, self._limits.max_concurrent)
+        """billing_reserve for each item, in one statement; after a statement error, one by one (see
+        _one_by_one)."""
+        shared = self._reserve_settings()
         if len(items) == 1:
-            return [await self._pool.fetchrow(queries.RESERVE, *items[0], *defaults)]
+            return [await self._pool.fetchrow(queries.RESERVE, *items[0], *shared)]
         try:
-            rows = await self._pool.fetch(queries.RESERVE_MANY, *_columns(items), *defaults)
+            rows = await self._pool.fetch(queries.RESERVE_MANY, *_columns(items), *shared)
         except asyncpg.PostgresError as exc:
             if isinstance(exc, DB_DOWN):
                 raise
-            return await _one_by_one(self._pool, queries.RESERVE, [(*item, *defaults) for item in items])
+            return await _one_by_one(self._pool, queries.RESERVE, [(*item, *shared) for item in items])
         by_item: dict[int, asyncpg.Record] = {row["item"]: row for row in rows}
         return [by_item.get(i) for i in range(1, len(items) + 1)]  # no row: no account
 
@@ -419,14 +513,24 @@ class BillingRepository:
         by_item = {row["item"]: row for row in rows}
         return [by_item[i] for i in range(1, len(items) + 1)]
 
-    async def sweep_expired(self, window_seconds: float, limit: int = 200) -> int:
-        """Expire pending holds past their deadline; returns how many this call resolved."""
-        ids = [r["id"] for r in await self._pool.fetch(queries.EXPIRED_HOLDS, window_seconds, limit)]
-        done = 0
-        for hid in ids:
-            result = await self.expire(hid)
-            done += result.outcome == "expired" and result.charged == ZERO
-        return done
+    async def sweep_expired(self) -> int:
+        """Expire every pending hold past its deadline, however old, a batch at a time until none is left;
+        returns how many this call expired."""
+        usage = UsageRecord(error_message="hold expired before the call was settled")
+        expired = 0
+        while True:
+            due = await self._pool.fetch(queries.EXPIRED_HOLDS, SWEEP_BATCH)
+            results = await asyncio.gather(
+                *(self.settle(r["hold_id"], r["user_id"], Outcome.EXPIRED, ZERO, usage) for r in due))
+            expired += sum(result.outcome is Outcome.EXPIRED for result in results)
+            if len(due) < SWEEP_BATCH:
+                return expired
+
+    async def purge(self) -> tuple[int, int]:
+        """Forget replay results past the key retention and void markers past a day: (results, markers)."""
+        results = await self._pool.execute(queries.PURGE_RESULTS, self._key_retention_hours)
+        markers = await self._pool.execute(queries.PURGE_VOIDED_IDS)
+        return int(results.rsplit(" ", 1)[-1]), int(markers.rsplit(" ", 1)[-1])
 
     # -- reporting ---------------------------------------------------------------------------------
     async def usage_stats(self, user_id: int) -> UsageStats:
@@ -455,7 +559,24 @@ class BillingRepository:
         page_size = min(max(page_size or 50, 1), 500)
         return list(await self._pool.fetch(queries.LIST_TRANSACTIONS, user_id, before_id, page_size))
 
-    async def reconcile(self) -> list[Difference]:
-        """Every account whose cached balance, holds or purchases differ from the ledger's re-derivation."""
-        rows = await self._pool.fetch(queries.RECONCILE)
-        return [Difference(**dict(r)) for r in rows]
+    async def reconcile(self) -> ReconcileReport:
+        """Every account whose cached numbers differ from the ledger, every hold whose rows differ from its
+        amount and resolution, and the conservation of credits over all accounts."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            accounts = [Difference(**dict(r)) for r in await conn.fetch(queries.RECONCILE)]
+            holds = [HoldDifference(**dict(r)) for r in await conn.fetch(queries.RECONCILE_HOLDS)]
+            conservation = Conservation(**dict(await conn.fetchrow(queries.CONSERVATION)))
+        return ReconcileReport(accounts, holds, conservation)
+
+
+def _key(idempotency_key: str, fingerprint: bytes) -> tuple[str | None, bytes | None]:
+    """An idempotency key and its request's fingerprint, checked; (None, None) without a key."""
+    if not idempotency_key:
+        return None, None
+    try:
+        check_idempotency_key(idempotency_key)
+    except InvalidIdempotencyKey as exc:
+        raise InvalidBillingRequest(str(exc)) from exc
+    if len(fingerprint) != 32:
+        raise InvalidBillingRequest("a request with an idempotency key needs its 32-byte fingerprint")
+    return idempotency_key, fingerprint

@@ -24,10 +24,10 @@ SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name
 
 
 def create_server(
-    repository: BillingRepository, address: str, *, tokens: ServiceTokens | None
+    repository: BillingRepository, address: str, *, tokens: ServiceTokens | None, fault_injection: bool = False
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The billing server, not yet started, and its bound port (tests bind port 0)."""
-    servicer = BillingServicer(repository)
+    servicer = BillingServicer(repository, fault_injection=fault_injection)
     return create_grpc_server(
         lambda server: billing_pb2_grpc.add_BillingServicer_to_server(servicer, server), [SERVICE_NAME], address,
         tokens=tokens,
@@ -41,9 +41,10 @@ async def run(settings: BillingSettings) -> None:
         await apply_migrations(conn, settings.migrations_dir)
     repository = BillingRepository(
         pool, default_ttl_seconds=settings.hold_ttl_seconds, recent_days=settings.recent_usage_days,
-        limit_defaults=settings.limit_defaults,
+        limit_defaults=settings.limit_defaults, key_retention_hours=settings.idempotency_retention_hours,
     )
-    server, port, health_servicer = create_server(repository, settings.address, tokens=tokens)
+    server, port, health_servicer = create_server(repository, settings.address, tokens=tokens,
+                                                  fault_injection=settings.fault_injection)
     log.info("billing gRPC listening on %s:%d", settings.host, port)
     await serve_until_signalled(
         server, health_servicer, [SERVICE_NAME], pool,

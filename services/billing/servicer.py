@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import grpc
 
+from common import faults
 from common.errors import answer_each
+from common.faults import FaultPoint
 from common.money import from_wire, to_wire
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
+from services.billing.outcomes import Outcome
 from services.billing.repository import (
-    INSUFFICIENT_CREDITS,
     KEEP,
-    MAX_CONCURRENT,
-    OK,
-    REQUESTS_PER_MINUTE,
     Balance,
     BillingRepository,
     Limits,
     LimitSetting,
+    Replay,
+    ReserveResult,
     SettleResult,
     UsageRecord,
 )
-
-_REASONS = {
-    OK: billing_pb2.ReserveResponse.REASON_UNSPECIFIED,
-    INSUFFICIENT_CREDITS: billing_pb2.ReserveResponse.INSUFFICIENT_CREDITS,
-    REQUESTS_PER_MINUTE: billing_pb2.ReserveResponse.REQUESTS_PER_MINUTE,
-    MAX_CONCURRENT: billing_pb2.ReserveResponse.MAX_CONCURRENT,
-}
 
 
 def balance_message(balance: Balance) -> billing_pb2.Balance:
@@ -63,7 +57,28 @@ def usage_record(usage: billing_pb2.Usage) -> UsageRecord:
 
 def settle_message(result: SettleResult) -> billing_pb2.SettleResponse:
     return billing_pb2.SettleResponse(
-        outcome=result.outcome, charged=to_wire(result.charged), balance=balance_message(result.balance)
+        outcome=billing_pb2.Outcome.Value(Outcome(result.outcome).name), charged=to_wire(result.charged),
+        balance=balance_message(result.balance),
+    )
+
+
+def replay_message(replay: Replay) -> billing_pb2.Replay:
+    return billing_pb2.Replay(
+        hold_id=replay.hold_id, request_id=replay.request_id, result_json=replay.result_json,
+        input_tokens=replay.input_tokens, output_tokens=replay.output_tokens, model=replay.model,
+        charged=to_wire(replay.charged), balance=balance_message(replay.balance),
+    )
+
+
+def reserve_message(result: ReserveResult) -> billing_pb2.ReserveResponse:
+    return billing_pb2.ReserveResponse(
+        ok=result.ok,
+        available=to_wire(result.available),
+        required=to_wire(result.required),
+        unlimited=result.unlimited,
+        reason=billing_pb2.Reason.Value(result.reason.proto_name),
+        retry_after_seconds=result.retry_after_seconds,
+        replay=replay_message(result.replay) if result.replay is not None else None,
     )
 
 
@@ -99,8 +114,9 @@ def _user_id(value: int) -> int:
 
 
 class BillingServicer(billing_pb2_grpc.BillingServicer):
-    def __init__(self, repository: BillingRepository) -> None:
+    def __init__(self, repository: BillingRepository, *, fault_injection: bool = False) -> None:
         self._repo = repository
+        self._fault_injection = fault_injection
 
     async def OpenAccount(
         self, request: billing_pb2.OpenAccountRequest, context: grpc.aio.ServicerContext
@@ -128,6 +144,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def Reserve(
         self, request: billing_pb2.ReserveRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReserveResponse:
+        injected = faults.parse(request.fault, enabled=self._fault_injection)
+        await injected.hit(FaultPoint.STALL_BEFORE_RESERVE)
         result = await self._repo.reserve(
             request.hold_id,
             _user_id(request.user_id),
@@ -135,26 +153,31 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             ttl_seconds=request.ttl_seconds,
             endpoint=request.endpoint,
             request_id=request.request_id,
+            idempotency_key=request.idempotency_key,
+            fingerprint=request.fingerprint,
         )
-        return billing_pb2.ReserveResponse(
-            ok=result.ok,
-            available=to_wire(result.available),
-            required=to_wire(result.required),
-            unlimited=result.unlimited,
-            reason=_REASONS[result.reason],
-            retry_after_seconds=result.retry_after_seconds,
-        )
+        await injected.hit(FaultPoint.STALL_AFTER_RESERVE)
+        return reserve_message(result)
+
+    async def LookupKey(
+        self, request: billing_pb2.LookupKeyRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ReserveResponse:
+        result = await self._repo.lookup_key(_user_id(request.user_id), request.idempotency_key, request.fingerprint)
+        return reserve_message(result)
 
     async def Commit(
         self, request: billing_pb2.CommitRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.SettleResponse:
-        result = await self._repo.commit(request.hold_id, request.amount or "0", usage_record(request.usage))
+        result = await self._repo.commit(request.hold_id, _user_id(request.user_id), request.amount or "0",
+                                         usage_record(request.usage), request.result_json)
+        await faults.parse(request.fault, enabled=self._fault_injection).hit(FaultPoint.STALL_AFTER_COMMIT)
         return settle_message(result)
 
     async def Release(
         self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.SettleResponse:
-        return settle_message(await self._repo.release(request.hold_id, usage_record(request.usage)))
+        return settle_message(await self._repo.release(request.hold_id, _user_id(request.user_id),
+                                                       usage_record(request.usage)))
 
     async def ReserveBatch(
         self, request: billing_pb2.ReserveBatchRequest, context: grpc.aio.ServicerContext

@@ -25,6 +25,9 @@ class BillingSettings(CommonSettings):
     default_requests_per_minute: int = Field(60, ge=0, le=MAX_REQUESTS_PER_MINUTE)
     #: Metered calls in flight (pending holds) at once.
     default_max_concurrent: int = Field(5, ge=0, le=MAX_CONCURRENT_LIMIT)
+    #: An Idempotency-Key's record (its holds and the result a replay answers) is kept this long; a key
+    #: reused later starts a new request.
+    idempotency_retention_hours: int = Field(24, ge=1)
 
     @property
     def limit_defaults(self) -> LimitDefaults:

@@ -7,7 +7,7 @@
     ├── ActNotFound              NOT_FOUND
     ├── SceneNotFound            NOT_FOUND
     ├── TemplateNotFound         NOT_FOUND
-    ├── MissingPrerequisite      FAILED_PRECONDITION  e.g. dialogue before scenes exist
+    ├── PlanOverBudget           FAILED_PRECONDITION  Execute of a plan whose worst case exceeds its hold
     └── ProjectPathTaken         ALREADY_EXISTS    (astronomically unlikely random collision)
 
 A failed call to Claude is not an exception here: Execute answers ok=false with the provider's usage,
@@ -48,11 +48,11 @@ class TemplateNotFound(DomainError):
     message = "Template not found"
 
 
-class MissingPrerequisite(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-    message = "Missing prerequisite"
-
-
 class ProjectPathTaken(DomainError):
     code = grpc.StatusCode.ALREADY_EXISTS
     message = "Project path already exists"
+
+
+class PlanOverBudget(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    message = "The plan's worst case exceeds the credits held for it"

@@ -1,5 +1,9 @@
 """Turns a GenerateRequest into a call plan — validated input, the prompt, the tool, the model and its
-worst-case cost — before anything is held or called; and turns Claude's reply into a saved result.
+worst-case cost — before anything is held or called; and turns Claude's reply into a staged result.
+
+The plan travels as a `generation_pb2.Plan`: Prepare answers it, the edge holds credits for its worst case
+and hands it back to Execute, which runs exactly that prompt. Nothing is kept between the two calls, so any
+replica can execute a plan any replica made, and the charge can never exceed what was held for it.
 
 The worst case bounds input tokens by the prompt's UTF-8 byte count (a token covers at least one byte)
 plus a fixed allowance for message framing and the tool-use system prompt, and output tokens by
@@ -9,11 +13,13 @@ plus a fixed allowance for message framing and the tool-use system prompt, and o
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
+from common.money import to_wire
 from protos import generation_pb2
 from services.generation import prompts, tools
 from services.generation.errors import ActNotFound, InvalidGenerationInput, SceneNotFound, TemplateNotFound
@@ -44,17 +50,22 @@ DEFAULT_MAX_TOKENS = {
 
 @dataclass
 class Plan:
-    kind: int
+    request: generation_pb2.GenerateRequest
     price: ModelPrice
     max_tokens: int
     prompt: str
     tool: dict[str, Any] | None
-    project: dict[str, Any] | None = None
     story_input: dict[str, Any] = field(default_factory=dict)
     template: dict[str, Any] = field(default_factory=dict)
     act_keys: list[str] = field(default_factory=list)
-    count: int | None = None
-    scene_index: int = 0
+
+    @property
+    def kind(self) -> int:
+        return self.request.kind
+
+    @property
+    def count(self) -> int | None:
+        return self.request.desired_scene_count or None
 
     @cached_property
     def input_tokens_bound(self) -> int:
@@ -64,6 +75,15 @@ class Plan:
     @cached_property
     def max_cost(self) -> Decimal:
         return self.price.cost(self.input_tokens_bound, self.max_tokens)
+
+    def message(self) -> generation_pb2.Plan:
+        """The plan as Prepare answers it (and Execute receives it back)."""
+        return generation_pb2.Plan(
+            request=self.request, model=self.price.id, max_tokens=self.max_tokens, prompt=self.prompt,
+            tool_json=json.dumps(self.tool) if self.tool is not None else "",
+            input_tokens_bound=self.input_tokens_bound, max_cost=to_wire(self.max_cost), act_keys=self.act_keys,
+            template_json=json.dumps(self.template) if self.template else "",
+        )
 
 
 def _story_input(raw: str) -> dict[str, Any]:
@@ -112,7 +132,7 @@ class Planner:
             story = _story_input(request.story_input_json)
             template = self._template(request)
             keys = [a["key"] for a in template["acts"]]
-            return Plan(request.kind, price, max_tokens, prompts.structure_prompt(story, template),
+            return Plan(request, price, max_tokens, prompts.structure_prompt(story, template),
                         tools.structure_tool(keys), story_input=story, template=template, act_keys=keys)
 
         project = await self.projects.get(request.user_id, request.project_path, for_planning=True)
@@ -123,20 +143,28 @@ class Planner:
                 keys = [request.act_key]
             else:
                 keys = all_keys
-            return Plan(request.kind, price, max_tokens, prompts.scenes_prompt(project, keys, count),
-                        tools.scenes_tool(keys, count), project=project, act_keys=keys, count=count)
+            return Plan(request, price, max_tokens, prompts.scenes_prompt(project, keys, count),
+                        tools.scenes_tool(keys, count), act_keys=keys)
         act_key = self._act(project, request.act_key)
         if request.kind == Kind.PLOT_POINTS:
-            return Plan(request.kind, price, max_tokens, prompts.plot_points_prompt(project, act_key, count),
-                        tools.plot_points_tool(count), project=project, act_keys=[act_key], count=count)
+            return Plan(request, price, max_tokens, prompts.plot_points_prompt(project, act_key, count),
+                        tools.plot_points_tool(count), act_keys=[act_key])
         if request.kind == Kind.SCENE:
-            return Plan(request.kind, price, max_tokens, prompts.scene_prompt(project, act_key),
-                        tools.scene_tool(), project=project, act_keys=[act_key])
+            return Plan(request, price, max_tokens, prompts.scene_prompt(project, act_key),
+                        tools.scene_tool(), act_keys=[act_key])
         scenes = project["scenes"].get(act_key, [])
         if not 0 <= request.scene_index < len(scenes):
             raise SceneNotFound(f"Scene {request.scene_index} not found in act '{act_key}'")
-        return Plan(request.kind, price, max_tokens, prompts.dialogue_prompt(project, act_key, request.scene_index),
-                    None, project=project, act_keys=[act_key], scene_index=request.scene_index)
+        return Plan(request, price, max_tokens, prompts.dialogue_prompt(project, act_key, request.scene_index),
+                    None, act_keys=[act_key])
+
+    def from_message(self, message: generation_pb2.Plan) -> Plan:
+        """The plan Prepare made, as Execute receives it back (its worst case recomputed from its parts)."""
+        story = json.loads(message.request.story_input_json) if message.request.story_input_json else {}
+        return Plan(message.request, self.prices.resolve(message.model), message.max_tokens, message.prompt,
+                    json.loads(message.tool_json) if message.tool_json else None, story_input=story,
+                    template=json.loads(message.template_json) if message.template_json else {},
+                    act_keys=list(message.act_keys))
 
     def template(self, template_id: str) -> dict[str, Any]:
         """A stored template, with the template store's errors translated to domain errors (once)."""
@@ -172,29 +200,30 @@ class Planner:
             raise ActNotFound(f"Act '{act_key[:80]}' not found in this project")
         return act_key
 
-    async def save(self, plan: Plan, user_id: int, reply_tool_input: Any, reply_text: str) -> dict[str, Any]:
-        """Validate the model's answer (raises tools.InvalidOutput) and save it; returns the result object."""
+    async def save(self, plan: Plan, hold_id: uuid.UUID, reply_tool_input: Any, reply_text: str) -> dict[str, Any]:
+        """Validate the model's answer (raises tools.InvalidOutput) and stage it under the hold that pays for
+        it (part of the project once that hold is posted); returns the result object."""
+        user_id, path = plan.request.user_id, plan.request.project_path
         if plan.kind in (Kind.STRUCTURE, Kind.STRUCTURE_CUSTOM):
             structure = tools.validate_structure(reply_tool_input, plan.act_keys)
-            project = await self.projects.create(
-                user_id, story_title(plan.story_input), plan.story_input, plan.template, structure
-            )
-            return {"projectPath": project["project_path"], "template": plan.template["id"], "structure": structure}
-        assert plan.project is not None
-        path = plan.project["project_path"]
+            path = await self.projects.create(user_id, story_title(plan.story_input), plan.story_input, plan.template,
+                                              structure, hold_id)
+            return {"projectPath": path, "template": plan.template["id"], "structure": structure}
+        act = plan.act_keys[0]
         if plan.kind == Kind.PLOT_POINTS:
             points = tools.validate_plot_points(reply_tool_input, plan.count)
-            await self.projects.set_in(user_id, path, "plot_points", plan.act_keys[0], points)
-            return {"projectPath": path, "actKey": plan.act_keys[0], "plotPoints": points}
+            await self.projects.stage(user_id, path, "plot_points", act, points, hold_id)
+            return {"projectPath": path, "actKey": act, "plotPoints": points}
         if plan.kind == Kind.SCENES:
             scenes = tools.validate_scenes(reply_tool_input, plan.act_keys, plan.count)
             for key, items in scenes.items():
-                await self.projects.set_in(user_id, path, "scenes", key, items)
+                await self.projects.stage(user_id, path, "scenes", key, items, hold_id)
             return {"projectPath": path, "scenes": scenes}
         if plan.kind == Kind.SCENE:
             scene = tools.validate_scene(reply_tool_input)
-            index = await self.projects.append_scene(user_id, path, plan.act_keys[0], scene)
-            return {"projectPath": path, "actKey": plan.act_keys[0], "sceneIndex": index, "scene": scene}
+            index = await self.projects.stage(user_id, path, "scene", act, scene, hold_id)
+            return {"projectPath": path, "actKey": act, "sceneIndex": index, "scene": scene}
         dialogue = tools.validate_dialogue(reply_text)
-        await self.projects.set_in(user_id, path, "dialogue", f"{plan.act_keys[0]}:{plan.scene_index}", dialogue)
-        return {"projectPath": path, "actKey": plan.act_keys[0], "sceneIndex": plan.scene_index, "dialogue": dialogue}
+        index = plan.request.scene_index
+        await self.projects.stage(user_id, path, "dialogue", act, dialogue, hold_id, scene_index=index)
+        return {"projectPath": path, "actKey": act, "sceneIndex": index, "dialogue": dialogue}

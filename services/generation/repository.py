@@ -1,11 +1,18 @@
-"""Projects in PostgreSQL. Every read and write is scoped by user id: another user's project is
-indistinguishable from a missing one (ProjectNotFound)."""
+"""Projects in PostgreSQL: a project row (story input, template, structure) and its generated parts, one
+row per saved result (migrations/0010_project_parts.sql). Every read and write is scoped by user id:
+another user's project is indistinguishable from a missing one (ProjectNotFound).
+
+A metered call *stages* its result under the hold that pays for it; the result is part of the project only
+once billing has posted that hold (billing's view `hold_outcomes`). So a result nobody paid for is never
+read, whatever failed between the save and the post, and `discard_unpaid` deletes it later.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import secrets
+import uuid
 from typing import Any
 
 import asyncpg
@@ -13,11 +20,82 @@ import asyncpg
 from services.generation.errors import ProjectNotFound, ProjectPathTaken
 
 PROJECT_PATH = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
-_COLUMNS = ("project_path, title, story_input, template, structure, plot_points, scenes, dialogue, "
-            "created_at, updated_at")
-#: What a prompt is built from: every column but `dialogue`, which no prompt carries and which is the
-#: largest part of a finished project (a few KB per scene), so planning a call never reads or decodes it.
-_PLANNING_COLUMNS = "project_path, title, story_input, template, structure, plot_points, scenes, created_at, updated_at"
+
+
+def _paid(alias: str) -> str:
+    """SQL: the row (of `alias`) is part of the project: not metered, seen paid, or its hold is posted."""
+    return (f"({alias}.hold_id IS NULL OR {alias}.settled OR EXISTS (SELECT 1 FROM hold_outcomes o "
+            f"WHERE o.hold_id = {alias}.hold_id AND o.outcome = 'posted'))")
+
+
+def _not_discarded(alias: str) -> str:
+    """SQL: the row is paid or may still be (its hold is pending): what a concurrent call counts on."""
+    return (f"({alias}.hold_id IS NULL OR NOT EXISTS (SELECT 1 FROM hold_outcomes o "
+            f"WHERE o.hold_id = {alias}.hold_id AND o.outcome <> 'posted'))")
+
+
+_PROJECT = f"""
+SELECT p.id, p.project_path, p.title, p.story_input, p.template, p.structure, p.created_at, p.updated_at
+FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}
+"""
+
+#: The project's paid parts in the order they were saved ($2: whether to read dialogue, the largest part of
+#: a finished script, which no prompt carries).
+_PARTS = f"""
+SELECT pp.kind, pp.act_key, pp.scene_index, pp.payload, pp.created_at
+FROM project_parts pp
+WHERE pp.project_id = $1 AND ($2 OR pp.kind <> 'dialogue') AND {_paid('pp')}
+ORDER BY pp.id
+"""
+
+_LIST = f"""
+SELECT p.project_path, p.title, p.template->>'id' AS template_id, p.created_at,
+       greatest(p.updated_at, (SELECT max(pp.created_at) FROM project_parts pp
+                               WHERE pp.project_id = p.id AND {_paid('pp')})) AS updated_at
+FROM projects p WHERE p.user_id = $1 AND {_paid('p')}
+ORDER BY p.created_at DESC LIMIT 1000
+"""
+
+_CREATE = """
+INSERT INTO projects (user_id, project_path, title, story_input, template, structure, hold_id)
+VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
+"""
+
+#: Stage a part of a paid project of the user; no row = no such project (or deleted since it was planned).
+_STAGE = f"""
+INSERT INTO project_parts (project_id, kind, act_key, scene_index, payload, hold_id)
+SELECT p.id, $3, $4, $5, $6::jsonb, $7 FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}
+RETURNING id, project_id
+"""
+
+#: Where a scene just staged ($1 project, $2 act, $3 its id) lands in the act: after the newest scene list
+#: staged before it and the scenes added since, counting those that are paid or may still be.
+_SCENE_INDEX = f"""
+WITH base AS (
+    SELECT pp.id, jsonb_array_length(pp.payload) AS scenes FROM project_parts pp
+    WHERE pp.project_id = $1 AND pp.kind = 'scenes' AND pp.act_key = $2 AND pp.id < $3 AND {_not_discarded('pp')}
+    ORDER BY pp.id DESC LIMIT 1
+)
+SELECT COALESCE((SELECT scenes FROM base), 0) + (
+    SELECT count(*) FROM project_parts pp
+    WHERE pp.project_id = $1 AND pp.kind = 'scene' AND pp.act_key = $2 AND pp.id < $3
+      AND pp.id > COALESCE((SELECT id FROM base), 0) AND {_not_discarded('pp')})
+"""
+
+_DELETE = f"DELETE FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}"
+
+#: Cleanup: forget what a voided or expired hold staged, and mark what a posted one staged as settled (so
+#: the next pass, and every read, skips it). Only unsettled rows are scanned (partial indexes).
+_DISCARD = [
+    """DELETE FROM project_parts pp USING hold_outcomes o
+       WHERE NOT pp.settled AND o.hold_id = pp.hold_id AND o.outcome <> 'posted'""",
+    """UPDATE project_parts pp SET settled = true FROM hold_outcomes o
+       WHERE NOT pp.settled AND o.hold_id = pp.hold_id AND o.outcome = 'posted'""",
+    """DELETE FROM projects p USING hold_outcomes o
+       WHERE NOT p.settled AND o.hold_id = p.hold_id AND o.outcome <> 'posted'""",
+    """UPDATE projects p SET settled = true FROM hold_outcomes o
+       WHERE NOT p.settled AND o.hold_id = p.hold_id AND o.outcome = 'posted'""",
+]
 
 
 def new_project_path(title: str) -> str:
@@ -26,13 +104,35 @@ def new_project_path(title: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def _document(row: asyncpg.Record) -> dict[str, Any]:
-    doc = {k: row[k] for k in ("project_path", "title")}
-    for k in ("story_input", "template", "structure", "plot_points", "scenes", "dialogue"):
-        if k in row:
-            doc[k] = json.loads(row[k])
+def _document(row: asyncpg.Record, parts: list[asyncpg.Record], with_dialogue: bool) -> dict[str, Any]:
+    """The project as one document, its parts applied in the order they were saved: the newest plot points
+    of an act, the newest scene list of an act and the scenes added after it, the newest dialogue of a
+    scene."""
+    plot_points: dict[str, Any] = {}
+    scenes: dict[str, list[Any]] = {}
+    dialogue: dict[str, Any] = {}
+    updated_at = row["updated_at"]
+    for part in parts:
+        payload = json.loads(part["payload"])
+        kind, act = part["kind"], part["act_key"]
+        if kind == "plot_points":
+            plot_points[act] = payload
+        elif kind == "scenes":
+            scenes[act] = list(payload)
+        elif kind == "scene":
+            scenes.setdefault(act, []).append(payload)
+        else:
+            dialogue[f"{act}:{part['scene_index']}"] = payload
+        updated_at = max(updated_at, part["created_at"])
+    doc: dict[str, Any] = {
+        "project_path": row["project_path"], "title": row["title"],
+        "story_input": json.loads(row["story_input"]), "template": json.loads(row["template"]),
+        "structure": json.loads(row["structure"]), "plot_points": plot_points, "scenes": scenes,
+    }
+    if with_dialogue:
+        doc["dialogue"] = dialogue
     doc["created_at"] = row["created_at"].isoformat()
-    doc["updated_at"] = row["updated_at"].isoformat()
+    doc["updated_at"] = updated_at.isoformat()
     return doc
 
 
@@ -42,71 +142,60 @@ class ProjectRepository:
 
     async def create(
         self, user_id: int, title: str, story_input: dict[str, Any], template: dict[str, Any],
-        structure: dict[str, Any],
-    ) -> dict[str, Any]:
+        structure: dict[str, Any], hold_id: uuid.UUID | None = None,
+    ) -> str:
+        """A new project, staged under `hold_id` (part of the user's projects once that hold is posted);
+        returns its path."""
         path = new_project_path(title)
         try:
-            row = await self._pool.fetchrow(
-                f"""INSERT INTO projects (user_id, project_path, title, story_input, template, structure)
-                    VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb) RETURNING {_COLUMNS}""",
-                user_id, path, title, json.dumps(story_input), json.dumps(template), json.dumps(structure),
-            )
+            await self._pool.execute(_CREATE, user_id, path, title, json.dumps(story_input), json.dumps(template),
+                                     json.dumps(structure), hold_id)
         except asyncpg.UniqueViolationError as exc:
             raise ProjectPathTaken() from exc
-        return _document(row)
+        return path
 
     async def get(self, user_id: int, project_path: str, *, for_planning: bool = False) -> dict[str, Any]:
-        """The whole project; `for_planning` leaves out `dialogue` (see _PLANNING_COLUMNS)."""
+        """The whole project; `for_planning` leaves out the dialogue (no prompt carries it)."""
         if not PROJECT_PATH.fullmatch(project_path):
             raise ProjectNotFound()
-        columns = _PLANNING_COLUMNS if for_planning else _COLUMNS
-        row = await self._pool.fetchrow(
-            f"SELECT {columns} FROM projects WHERE project_path = $1 AND user_id = $2", project_path, user_id
-        )
-        if row is None:
-            raise ProjectNotFound()
-        return _document(row)
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(_PROJECT, project_path, user_id)
+            if row is None:
+                raise ProjectNotFound()
+            parts = await conn.fetch(_PARTS, row["id"], not for_planning)
+        return _document(row, list(parts), not for_planning)
 
     async def list(self, user_id: int) -> list[asyncpg.Record]:
-        return list(
-            await self._pool.fetch(
-                """SELECT project_path, title, template->>'id' AS template_id, created_at, updated_at
-                   FROM projects WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1000""",
-                user_id,
-            )
-        )
+        return list(await self._pool.fetch(_LIST, user_id))
 
     async def delete(self, user_id: int, project_path: str) -> None:
         if not PROJECT_PATH.fullmatch(project_path):
             raise ProjectNotFound()
-        status = await self._pool.execute(
-            "DELETE FROM projects WHERE project_path = $1 AND user_id = $2", project_path, user_id
-        )
+        status = await self._pool.execute(_DELETE, project_path, user_id)
         if status.endswith(" 0"):
             raise ProjectNotFound()
 
-    async def set_in(self, user_id: int, project_path: str, column: str, key: str, value: Any) -> None:
-        """Replace `column[key]` (plot points of an act, scenes of an act, one scene's dialogue)."""
-        assert column in ("plot_points", "scenes", "dialogue")
-        status = await self._pool.execute(
-            f"""UPDATE projects SET {column} = jsonb_set({column}, ARRAY[$3], $4::jsonb), updated_at = now()
-                WHERE project_path = $1 AND user_id = $2""",
-            project_path, user_id, key, json.dumps(value),
-        )
-        if status.endswith(" 0"):
-            raise ProjectNotFound()
+    async def stage(self, user_id: int, project_path: str, kind: str, act_key: str, payload: Any,
+                    hold_id: uuid.UUID | None = None, scene_index: int = -1) -> int:
+        """Save one part (plot points of an act, the scenes of an act, one added scene, one scene's dialogue)
+        as a new row under `hold_id`: one INSERT, the project's other rows untouched. Returns, for an added
+        scene, its index in the act (else -1)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_STAGE, project_path, user_id, kind, act_key, scene_index, json.dumps(payload),
+                                      hold_id)
+            if row is None:
+                raise ProjectNotFound()
+            if kind != "scene":
+                return -1
+            return int(await conn.fetchval(_SCENE_INDEX, row["project_id"], act_key, row["id"]))
 
-    async def append_scene(self, user_id: int, project_path: str, act_key: str, scene: dict[str, Any]) -> int:
-        """Append atomically (two concurrent calls both land); returns the new scene's index."""
-        index = await self._pool.fetchval(
-            """UPDATE projects
-               SET scenes = jsonb_set(scenes, ARRAY[$3],
-                                      COALESCE(scenes->$3, '[]'::jsonb) || jsonb_build_array($4::jsonb)),
-                   updated_at = now()
-               WHERE project_path = $1 AND user_id = $2
-               RETURNING jsonb_array_length(scenes->$3) - 1""",
-            project_path, user_id, act_key, json.dumps(scene),
-        )
-        if index is None:
-            raise ProjectNotFound()
-        return int(index)
+    async def discard_unpaid(self) -> int:
+        """Delete what voided or expired holds staged; mark what posted ones staged as settled. Returns how
+        many rows were deleted."""
+        deleted = 0
+        async with self._pool.acquire() as conn:
+            for statement in _DISCARD:
+                status = await conn.execute(statement)
+                if status.startswith("DELETE"):
+                    deleted += int(status.rsplit(" ", 1)[-1])
+        return deleted

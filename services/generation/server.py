@@ -16,7 +16,6 @@ from common.logging import setup_logging
 from common.service_auth import ServiceTokens, tokens_or_exit
 from protos import generation_pb2, generation_pb2_grpc
 from services.generation.claude import ClaudeClient
-from services.generation.idempotency import IdempotencyStore
 from services.generation.planner import Planner
 from services.generation.pricing import PriceTable
 from services.generation.repository import ProjectRepository
@@ -48,9 +47,10 @@ async def run(settings: GenerationSettings) -> None:
         api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url,
         policy=settings.retry_policy,
     )
-    planner = Planner(PriceTable.load(), TemplateStore(), ProjectRepository(pool), settings.max_tokens_cap)
-    idempotency = IdempotencyStore(pool)
-    servicer = GenerationServicer(planner, claude, idempotency, simulated=settings.simulated)
+    projects = ProjectRepository(pool)
+    planner = Planner(PriceTable.load(), TemplateStore(), projects, settings.max_tokens_cap)
+    servicer = GenerationServicer(planner, claude, simulated=settings.simulated,
+                                  fault_injection=settings.fault_injection)
     server, port, health_servicer = create_server(servicer, settings.address, tokens=tokens)
     if settings.simulated:
         log.warning("*** SIMULATED CLAUDE: calls go to the local simulator at %s ***", settings.anthropic_base_url)
@@ -58,22 +58,22 @@ async def run(settings: GenerationSettings) -> None:
     try:
         await serve_until_signalled(
             server, health_servicer, [SERVICE_NAME], pool,
-            background=[lambda: purge_idempotency_records(idempotency, settings.idempotency_retention_hours)],
+            background=[lambda: discard_unpaid_forever(projects, settings.cleanup_interval_seconds)],
         )
     finally:
         await claude.close()
 
 
-async def purge_idempotency_records(store: IdempotencyStore, retention_hours: int) -> None:
-    """Forget Idempotency-Key records past their retention, hourly (a key reused after that is new)."""
+async def discard_unpaid_forever(projects: ProjectRepository, interval: float) -> None:
+    """Delete what voided or expired holds staged (never part of a project, so only storage), periodically."""
     while True:
         try:
-            purged = await store.purge(retention_hours)
-            if purged:
-                log.info("purged %d idempotency records older than %dh", purged, retention_hours)
+            deleted = await projects.discard_unpaid()
+            if deleted:
+                log.info("discarded %d unpaid staged results", deleted)
         except Exception as exc:  # the database may be away; try again next round
-            log.warning("idempotency purge failed: %s", type(exc).__name__)
-        await asyncio.sleep(3600)
+            log.warning("discarding unpaid results failed: %s", type(exc).__name__)
+        await asyncio.sleep(interval)
 
 
 def main() -> None:

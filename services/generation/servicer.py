@@ -1,30 +1,31 @@
-"""The Generation gRPC servicer: templates, projects, export, and the two-step metered call."""
+"""The Generation gRPC servicer: templates, projects, export, and the two steps of a metered call.
+
+Prepare answers a Plan and keeps nothing; Execute runs the Plan the edge hands back. So any replica can
+execute any plan, and there is no per-process state to lose or to disagree about.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import grpc
 
+from common import faults
 from common.errors import answer_each
-from common.money import ZERO, to_wire
+from common.faults import FaultPoint
+from common.money import ZERO, InvalidAmount, parse_credits, to_wire
 from protos import generation_pb2, generation_pb2_grpc
-from services.generation import export, idempotency
+from services.generation import export
 from services.generation.claude import ClaudeClient
-from services.generation.errors import InvalidGenerationInput
-from services.generation.idempotency import IdempotencyStore
-from services.generation.planner import Plan, Planner
+from services.generation.errors import InvalidGenerationInput, PlanOverBudget, ProjectNotFound
+from services.generation.planner import Planner
 from services.generation.prompts import SYSTEM
 from services.generation.tools import InvalidOutput
 
 log = logging.getLogger(__name__)
-State = generation_pb2.IdempotentState
-MAX_IDEMPOTENCY_KEY = 255
 
 EXPORT_FORMATS = {
     "fountain": ("text/plain; charset=utf-8", "fountain"),
@@ -34,37 +35,17 @@ EXPORT_FORMATS = {
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServicer):
-    def __init__(self, planner: Planner, claude: ClaudeClient, idempotency: IdempotencyStore, *,
-                 simulated: bool) -> None:
+    def __init__(self, planner: Planner, claude: ClaudeClient, *, simulated: bool,
+                 fault_injection: bool = False) -> None:
         self._planner = planner
         self._claude = claude
-        self._idempotency = idempotency
         self._simulated = simulated
-        self._prepared = PreparedPlans()
+        self._fault_injection = fault_injection
 
     async def Prepare(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.PrepareResponse:
-        digest = b""
-        if request.idempotency_key:
-            _check_idempotent_request(request)
-            # A key seen before answers from its record, even if the input would no longer validate
-            # (say the project was deleted since): the retry gets the first result.
-            digest = idempotency.fingerprint(request)
-            found = await self._idempotency.find(request, digest)
-            if found is not None:
-                return _found_response(found)
-        plan = await self._planner.plan(request)
-        if request.idempotency_key:
-            found = await self._idempotency.claim(request, digest, plan.max_cost)
-            if found is not None:
-                return _found_response(found)
-        self._prepared.put(request, plan)
-        return generation_pb2.PrepareResponse(
-            model=plan.price.id, max_tokens=plan.max_tokens, input_tokens_bound=plan.input_tokens_bound,
-            max_cost=to_wire(plan.max_cost),
-            idempotent=State.IDEMPOTENT_NEW if request.idempotency_key else State.IDEMPOTENT_NONE,
-        )
+    ) -> generation_pb2.Plan:
+        return (await self._planner.plan(request)).message()
 
     async def PrepareBatch(
         self, request: generation_pb2.PrepareBatchRequest, context: grpc.aio.ServicerContext
@@ -74,11 +55,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             items=await answer_each(calls, generation_pb2.PrepareOutcome, generation_pb2.ItemStatus))
 
     async def Execute(
-        self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+        self, request: generation_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.ExecuteResponse:
-        # The plan Prepare made (and the edge held credits for), else plan again (another replica, expired).
-        plan = self._prepared.pop(request) or await self._planner.plan(request)
-        headers = {"x-sim-fault": request.simulator_fault} if self._simulated and request.simulator_fault else None
+        plan = self._planner.from_message(request.plan)
+        hold_id = _hold_id(request.hold_id)
+        if plan.max_cost > _budget(request.budget):
+            raise PlanOverBudget()
+        injected = faults.parse(plan.request.simulator_fault, enabled=self._fault_injection)
+        headers = {"x-sim-fault": injected.simulator} if self._simulated and injected.simulator else None
         reply = await self._claude.call(
             model=plan.price.id, max_tokens=plan.max_tokens, system=SYSTEM, prompt=plan.prompt, tool=plan.tool,
             extra_headers=headers,
@@ -86,8 +70,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         cost = plan.price.cost(reply.input_tokens, reply.output_tokens) if reply.ok else ZERO
         response = generation_pb2.ExecuteResponse(
             model=plan.price.id, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
-            cost=to_wire(cost), provider_request_id=reply.request_id,
-            project_path=plan.project["project_path"] if plan.project else "",
+            cost=to_wire(cost), provider_request_id=reply.request_id, project_path=plan.request.project_path,
         )
         if not reply.ok:
             log.warning("claude call failed: %s (%s)", reply.error_type, reply.error_message)
@@ -97,7 +80,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             response.retry_after_seconds = reply.retry_after_seconds
             return response
         try:
-            result = await self._planner.save(plan, request.user_id, reply.tool_input, reply.text)
+            result = await self._planner.save(plan, hold_id, reply.tool_input, reply.text)
         except InvalidOutput as exc:
             log.warning("claude output rejected: %s", exc)
             response.ok = False
@@ -105,28 +88,17 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
             # Not retried (see retry.py); the attempt count still says how the provider got there.
             response.error_message = f"{exc} (after {reply.attempts} attempt{'s' if reply.attempts != 1 else ''})"
             return response
+        except ProjectNotFound:
+            response.ok = False
+            response.error_type = "conflict"
+            response.error_message = "The project was deleted while its call ran"
+            return response
+        await injected.hit(FaultPoint.CRASH_AFTER_SAVE)
+        await injected.hit(FaultPoint.STALL_AFTER_SAVE)
         response.ok = True
         response.result_json = json.dumps(result, ensure_ascii=False)
         response.project_path = result["projectPath"]
-        if request.idempotency_key and not await self._idempotency.mark_executed(request, response):
-            # Our claim was taken over after its lease ran out: the edge must not charge for this attempt.
-            log.warning("idempotency claim of hold %s lost before its result was recorded", request.hold_id)
-            return generation_pb2.ExecuteResponse(
-                ok=False, error_type="superseded", model=response.model, input_tokens=response.input_tokens,
-                output_tokens=response.output_tokens, cost=response.cost,
-                error_message="Another attempt with the same Idempotency-Key took over this request",
-            )
         return response
-
-    async def CompleteIdempotent(
-        self, request: generation_pb2.CompleteIdempotentRequest, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.IdempotentAck:
-        return generation_pb2.IdempotentAck(ok=await self._idempotency.complete(request.ref, request.response))
-
-    async def AbandonIdempotent(
-        self, request: generation_pb2.IdempotentRef, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.IdempotentAck:
-        return generation_pb2.IdempotentAck(ok=await self._idempotency.abandon(request))
 
     async def ListTemplates(
         self, request: generation_pb2.ListTemplatesRequest, context: grpc.aio.ServicerContext
@@ -198,58 +170,18 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         )
 
 
-class PreparedPlans:
-    """Plans made by Prepare, kept briefly for the Execute of the same request so it neither reads the
-    project nor builds the prompt again, and sends exactly the prompt whose worst case was held."""
-
-    def __init__(self, ttl_seconds: float = 300.0, max_entries: int = 10_000) -> None:
-        self._ttl = ttl_seconds
-        self._max = max_entries
-        self._plans: OrderedDict[tuple[str, int], tuple[float, bytes, Plan]] = OrderedDict()
-
-    @staticmethod
-    def _key(request: generation_pb2.GenerateRequest) -> tuple[tuple[str, int], bytes]:
-        fingerprint = request.SerializeToString(deterministic=True)
-        return (request.request_id, request.user_id), fingerprint
-
-    def put(self, request: generation_pb2.GenerateRequest, plan: Plan) -> None:
-        if not request.request_id:
-            return
-        key, fingerprint = self._key(request)
-        self._plans[key] = (time.monotonic() + self._ttl, fingerprint, plan)
-        while len(self._plans) > self._max:
-            self._plans.popitem(last=False)
-
-    def pop(self, request: generation_pb2.GenerateRequest) -> Plan | None:
-        key, fingerprint = self._key(request)
-        entry = self._plans.pop(key, None)
-        if entry is None or entry[0] < time.monotonic() or entry[1] != fingerprint:
-            return None
-        return entry[2]
-
-
-def _check_idempotent_request(request: generation_pb2.GenerateRequest) -> None:
-    if not 1 <= len(request.idempotency_key) <= MAX_IDEMPOTENCY_KEY or not request.idempotency_key.isprintable():
-        raise InvalidGenerationInput(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+def _hold_id(value: str) -> uuid.UUID:
     try:
-        uuid.UUID(request.hold_id)
+        return uuid.UUID(value)
     except ValueError as exc:
-        raise InvalidGenerationInput("hold_id must be a UUID when an idempotency key is given") from exc
-    if request.idempotency_lease_seconds <= 0:
-        raise InvalidGenerationInput("idempotency_lease_seconds must be positive")
+        raise InvalidGenerationInput("hold_id must be a UUID") from exc
 
 
-def _found_response(found: idempotency.Found) -> generation_pb2.PrepareResponse:
-    response = generation_pb2.PrepareResponse(retry_after_seconds=found.retry_after_seconds)
-    response.idempotent = found.state  # type: ignore[assignment]
-    if found.stored is not None:
-        response.stored.CopyFrom(found.stored)
-    if found.executed is not None:
-        response.executed.CopyFrom(found.executed)
-        response.model = found.executed.model
-    if found.max_cost is not None:
-        response.max_cost = to_wire(found.max_cost)
-    return response
+def _budget(value: str) -> Any:
+    try:
+        return parse_credits(value)
+    except InvalidAmount as exc:
+        raise InvalidGenerationInput("budget must be the credits held, a positive decimal") from exc
 
 
 def _template_message(t: dict[str, Any]) -> generation_pb2.Template:

@@ -30,8 +30,8 @@ class GenerationSettings(CommonSettings):
     retry_base_delay_seconds: float = Field(0.5, ge=0)
     retry_max_delay_seconds: float = Field(8.0, ge=0)
     max_tokens_cap: int = Field(8192, ge=1, le=128_000)
-    #: Idempotency-Key records are kept this long; a key reused later starts a new request.
-    idempotency_retention_hours: int = Field(24, ge=1)
+    #: How often results staged under a voided or expired hold (never part of a project) are deleted.
+    cleanup_interval_seconds: float = Field(60.0, gt=0)
 
     @property
     def retry_policy(self) -> RetryPolicy:

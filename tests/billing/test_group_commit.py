@@ -25,13 +25,14 @@ async def test_concurrent_reserves_and_commits_share_statements(repo: BillingRep
 
     settles_before = (repo._settles.items, repo._settles.batches)
     usage = UsageRecord(endpoint="/api/generate-scene", input_tokens=5, output_tokens=6)
-    settled = await asyncio.gather(*(repo.commit(h, "1.25", usage) for _, h in holds))
+    settled = await asyncio.gather(*(repo.commit(h, uid, "1.25", usage) for uid, h in holds))
     assert {s.outcome for s in settled} == {"posted"} and {s.charged for s in settled} == {Decimal("1.25")}
     assert repo._settles.items - settles_before[0] > repo._settles.batches - settles_before[1]
     for uid in users:
         balance = await repo.balance(uid)
         assert balance.available == Decimal("6.25") and balance.held == 0  # 10 - 3 × 1.25
-    assert await repo.reconcile() == []
+    report = await repo.reconcile()
+    assert report.of(*users) == [] and report.conservation.holds
 
 
 async def test_a_failing_item_fails_alone(repo: BillingRepository) -> None:
@@ -47,8 +48,8 @@ async def test_a_failing_item_fails_alone(repo: BillingRepository) -> None:
     assert balance.held == 5 and balance.available == 5  # the repeated hold id held once
 
     usage = UsageRecord(endpoint="/api/generate-scene")
-    results = await asyncio.gather(repo.commit(twice, "1", usage), repo.commit(hold(), "1", usage),
-                                   repo.commit(other, "4", usage), repo.release(other, usage),
+    results = await asyncio.gather(repo.commit(twice, uid, "1", usage), repo.commit(hold(), uid, "1", usage),
+                                   repo.commit(other, uid, "4", usage), repo.release(other, uid, usage),
                                    return_exceptions=True)
     posted, unknown, too_much, voided = results
     assert not isinstance(posted, BaseException) and posted.outcome == "posted"
@@ -57,4 +58,5 @@ async def test_a_failing_item_fails_alone(repo: BillingRepository) -> None:
     assert not isinstance(voided, BaseException) and voided.outcome == "voided"
     balance = await repo.balance(uid)
     assert balance.available == 9 and balance.held == 0
-    assert await repo.reconcile() == []
+    report = await repo.reconcile()
+    assert report.of(uid) == [] and report.conservation.holds

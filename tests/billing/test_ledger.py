@@ -107,11 +107,11 @@ async def test_reserve_commit_posts_actual_cost_and_releases_rest(repo: BillingR
     assert (await repo.balance(uid)).held == D("10")
     usage = UsageRecord(endpoint="/api/generate-structure", input_tokens=1000, output_tokens=500,
                         model="m", request_id="r1", project_path="p")
-    settled = await repo.commit(hid, "1.05", usage)
+    settled = await repo.commit(hid, uid, "1.05", usage)
     assert settled.outcome == "posted" and settled.charged == D("1.05")
     assert settled.balance.available == D("18.95") and settled.balance.held == D("0")
     # A retry answers the first result and moves nothing.
-    again = await repo.commit(hid, "1.05", usage)
+    again = await repo.commit(hid, uid, "1.05", usage)
     assert again.outcome == "already_posted" and again.charged == D("1.05")
     assert (await repo.balance(uid)).available == D("18.95")
     stats = await repo.usage_stats(uid)
@@ -148,11 +148,11 @@ async def test_release_voids_and_logs_failed_usage(repo: BillingRepository) -> N
     await repo.grant(uid, "10", idempotency_key=f"g-{uid}")
     hid = hold()
     await repo.reserve(hid, uid, "6", endpoint="/api/generate-scene")
-    result = await repo.release(hid, UsageRecord(error_message="Claude API error (500)", input_tokens=0))
+    result = await repo.release(hid, uid, UsageRecord(error_message="Claude API error (500)", input_tokens=0))
     assert result.outcome == "voided" and result.charged == D("0")
     assert result.balance.available == D("10") and result.balance.held == D("0")
-    assert (await repo.release(hid, UsageRecord())).outcome == "already_voided"
-    assert (await repo.commit(hid, "1", UsageRecord())).outcome == "already_voided"
+    assert (await repo.release(hid, uid, UsageRecord())).outcome == "already_voided"
+    assert (await repo.commit(hid, uid, "1", UsageRecord())).outcome == "already_voided"
     stats = await repo.usage_stats(uid)
     assert stats.total_requests == 1 and stats.successful_requests == 0 and stats.total_cost == D("0")
 
@@ -163,12 +163,12 @@ async def test_commit_refuses_more_than_the_hold(repo: BillingRepository) -> Non
     hid = hold()
     await repo.reserve(hid, uid, "3")
     with pytest.raises(ExceedsPendingAmount):
-        await repo.commit(hid, "3.0001", UsageRecord())
+        await repo.commit(hid, uid, "3.0001", UsageRecord())
     assert (await repo.balance(uid)).held == D("3")
     with pytest.raises(HoldNotFound):
-        await repo.commit(hold(), "1", UsageRecord())
+        await repo.commit(hold(), uid, "1", UsageRecord())
     with pytest.raises(InvalidBillingRequest):
-        await repo.commit("not-a-uuid", "1", UsageRecord())
+        await repo.commit("not-a-uuid", uid, "1", UsageRecord())
 
 
 async def test_sweeper_expires_overdue_holds(repo: BillingRepository, db: asyncpg.Connection) -> None:
@@ -176,12 +176,13 @@ async def test_sweeper_expires_overdue_holds(repo: BillingRepository, db: asyncp
     await repo.grant(uid, "10", idempotency_key=f"g-{uid}")
     hid = hold()
     await repo.reserve(hid, uid, "4", ttl_seconds=1)
-    await db.execute("UPDATE credit_holds SET expires_at = now() - interval '1 second' WHERE id = $1",
-                     uuid.UUID(hid))
-    assert await repo.sweep_expired(3600) >= 1
+    for table, column in (("credit_holds", "id"), ("pending_holds", "hold_id")):
+        await db.execute(f"UPDATE {table} SET expires_at = now() - interval '1 second' WHERE {column} = $1",
+                         uuid.UUID(hid))
+    assert await repo.sweep_expired() >= 1
     balance = await repo.balance(uid)
     assert balance.available == D("10") and balance.held == D("0")
-    assert (await repo.commit(hid, "1", UsageRecord())).outcome == "expired"
+    assert (await repo.commit(hid, uid, "1", UsageRecord())).outcome == "already_expired"
     row = await db.fetchrow("SELECT response_success, error_message FROM usage_logs WHERE hold_id = $1",
                             uuid.UUID(hid))
     assert row is not None and row["response_success"] is False and "expired" in row["error_message"]
@@ -199,7 +200,7 @@ async def test_unlimited_account_never_refuses_and_still_logs(repo: BillingRepos
     await repo.open_account(uid, unlimited=True)
     hid = hold()
     assert (await repo.reserve(hid, uid, "1000")).ok
-    settled = await repo.commit(hid, "2.5", UsageRecord(endpoint="/api/generate-dialogue", output_tokens=10))
+    settled = await repo.commit(hid, uid, "2.5", UsageRecord(endpoint="/api/generate-dialogue", output_tokens=10))
     assert settled.balance.unlimited and settled.balance.available == D("-2.5")
     assert (await repo.usage_stats(uid)).total_cost == D("2.5")
 
@@ -207,12 +208,12 @@ async def test_unlimited_account_never_refuses_and_still_logs(repo: BillingRepos
 async def test_reconcile_finds_every_tampered_balance(repo: BillingRepository, db: asyncpg.Connection) -> None:
     uid = new_user_id()
     await repo.grant(uid, "10", idempotency_key=f"g-{uid}")
-    assert uid not in {d.user_id for d in await repo.reconcile()}
+    assert (await repo.reconcile()).of(uid) == []
     await db.execute("UPDATE credit_accounts SET available = available + 1 WHERE user_id = $1", uid)
     try:
-        differences = {d.user_id: d for d in await repo.reconcile()}
+        differences = {d.user_id: d for d in (await repo.reconcile()).accounts}
         assert uid in differences
         assert differences[uid].available == D("11") and differences[uid].ledger_available == D("10")
     finally:
         await db.execute("UPDATE credit_accounts SET available = available - 1 WHERE user_id = $1", uid)
-    assert uid not in {d.user_id for d in await repo.reconcile()}
+    assert (await repo.reconcile()).of(uid) == []

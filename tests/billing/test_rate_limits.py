@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from protos import billing_pb2, billing_pb2_grpc
 from services.billing.repository import BillingRepository, UsageRecord
 from tests.stack import Stack
 
-Reason = billing_pb2.ReserveResponse
+Reason = billing_pb2.Reason
 Stub = billing_pb2_grpc.BillingStub
 NO_LIMIT = billing_pb2.LimitValue(limit=0)
 DEFAULT = billing_pb2.LimitValue(use_default=True)
@@ -79,7 +80,7 @@ def _reserve(stub: Stub, uid: int, amount: str = "1", hold_id: str | None = None
 
 async def _assert_clean(repo: BillingRepository, db: asyncpg.Connection, uid: int) -> None:
     """Reconcile agrees (including holds_open = pending holds) and no refusal left a trace."""
-    assert [d for d in await repo.reconcile() if d.user_id == uid] == []
+    assert (await repo.reconcile()).of(uid) == []
     holds = await db.fetchval("SELECT count(*) FROM credit_holds WHERE user_id = $1", uid)
     hold_rows = await db.fetchval(
         "SELECT count(*) FROM credit_transactions WHERE user_id = $1 AND transaction_type = 'hold'", uid)
@@ -204,10 +205,11 @@ async def test_max_concurrent_never_exceeded_across_two_replicas(replicas: list[
             hold = str(uuid.uuid4())
             reply = await _reserve(replicas[i % 2], uid, hold_id=hold)
             if reply.ok:
-                await replicas[(i + 1) % 2].Release(billing_pb2.ReleaseRequest(hold_id=hold))
+                await replicas[(i + 1) % 2].Release(billing_pb2.ReleaseRequest(hold_id=hold, user_id=uid))
             return bool(reply.ok)
 
-        releases = [replicas[i % 2].Release(billing_pb2.ReleaseRequest(hold_id=h)) for i, h in enumerate(held)]
+        releases = [replicas[i % 2].Release(billing_pb2.ReleaseRequest(hold_id=h, user_id=uid))
+                    for i, h in enumerate(held)]
         results = await asyncio.gather(*releases, *[reserve_then_release(i) for i in range(80)])
         assert any(r is True for r in results[cap:]), "released slots are reused"
     finally:
@@ -280,7 +282,7 @@ async def test_reconcile_reports_a_drifted_holds_open(billing: Stub, repo: Billi
     assert (await _reserve(billing, uid)).ok
     await db.execute("UPDATE credit_accounts SET holds_open = holds_open + 1 WHERE user_id = $1", uid)
     try:
-        [difference] = [d for d in await repo.reconcile() if d.user_id == uid]
+        [difference] = (await repo.reconcile()).of(uid)
         assert (difference.holds_open, difference.pending_holds) == (2, 1)
     finally:
         await db.execute("UPDATE credit_accounts SET holds_open = holds_open - 1 WHERE user_id = $1", uid)
@@ -318,11 +320,15 @@ async def test_migration_backfills_holds_open(fresh_dsn: str, tmp_path: Path) ->
                            "VALUES ($1, 'voided', 0)", holds[2])
         for path in every:
             (migrations / path.name).write_text(path.read_text())
+        shutil.copytree(REPO_ROOT / "migrations" / "functions", migrations / "functions")
         await migrate(fresh_dsn, migrations)
         counts = dict(await pool.fetch("SELECT user_id, holds_open FROM credit_accounts ORDER BY user_id"))
         assert counts == {1: 2, 2: 0}
+        # 0009: the pending holds are listed for the sweeper, and the old resolution names its account.
+        assert {r["hold_id"] for r in await pool.fetch("SELECT hold_id FROM pending_holds")} == set(holds[:2])
+        assert await pool.fetchval("SELECT user_id FROM credit_hold_resolutions WHERE hold_id = $1", holds[2]) == 2
         await pool.execute("UPDATE credit_accounts SET held = 2, available = 8 WHERE user_id = 1")
-        await repo.release(str(holds[0]), UsageRecord())
+        await repo.release(str(holds[0]), 1, UsageRecord())
         assert await pool.fetchval("SELECT holds_open FROM credit_accounts WHERE user_id = 1") == 1
     finally:
         await pool.close()

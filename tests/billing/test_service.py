@@ -73,19 +73,19 @@ async def test_reserve_commit_release_over_grpc(billing: billing_pb2_grpc.Billin
     assert reserved.ok and Decimal(reserved.available) == 6
     usage = billing_pb2.Usage(endpoint="/api/generate-scene", input_tokens=10, output_tokens=20, model="m",
                               request_id="r", latency_ms=5)
-    settled = await billing.Commit(billing_pb2.CommitRequest(hold_id=hold, amount="1.2345", usage=usage))
-    assert settled.outcome == "posted" and settled.charged == "1.2345"
+    settled = await billing.Commit(billing_pb2.CommitRequest(user_id=uid, hold_id=hold, amount="1.2345", usage=usage))
+    assert settled.outcome == billing_pb2.POSTED and settled.charged == "1.2345"
     assert Decimal(settled.balance.available) == Decimal("8.7655")
-    replay = await billing.Commit(billing_pb2.CommitRequest(hold_id=hold, amount="1.2345", usage=usage))
-    assert replay.outcome == "already_posted"
-    voided = await billing.Release(billing_pb2.ReleaseRequest(hold_id=hold, usage=usage))
-    assert voided.outcome == "already_posted" and Decimal(voided.balance.available) == Decimal("8.7655")
+    replay = await billing.Commit(billing_pb2.CommitRequest(user_id=uid, hold_id=hold, amount="1.2345", usage=usage))
+    assert replay.outcome == billing_pb2.ALREADY_POSTED
+    voided = await billing.Release(billing_pb2.ReleaseRequest(user_id=uid, hold_id=hold, usage=usage))
+    assert voided.outcome == billing_pb2.ALREADY_POSTED and Decimal(voided.balance.available) == Decimal("8.7655")
 
     second = str(uuid.uuid4())
     assert (await billing.Reserve(billing_pb2.ReserveRequest(hold_id=second, user_id=uid, amount="2"))).ok
     released = await billing.Release(billing_pb2.ReleaseRequest(
-        hold_id=second, usage=billing_pb2.Usage(error_message="Claude API error (500)")))
-    assert released.outcome == "voided" and released.charged == "0.0000"
+        user_id=uid, hold_id=second, usage=billing_pb2.Usage(error_message="Claude API error (500)")))
+    assert released.outcome == billing_pb2.VOIDED and released.charged == "0.0000"
 
     refused = await billing.Reserve(billing_pb2.ReserveRequest(hold_id=str(uuid.uuid4()), user_id=uid, amount="9"))
     assert not refused.ok and Decimal(refused.required) == 9 and Decimal(refused.available) == Decimal("8.7655")
@@ -95,14 +95,14 @@ async def test_settlement_errors(billing: billing_pb2_grpc.BillingStub) -> None:
     uid = await _funded(billing)
     hold = str(uuid.uuid4())
     await billing.Reserve(billing_pb2.ReserveRequest(hold_id=hold, user_id=uid, amount="1"))
-    too_much = billing.Commit(billing_pb2.CommitRequest(hold_id=hold, amount="1.0001"))
+    too_much = billing.Commit(billing_pb2.CommitRequest(user_id=uid, hold_id=hold, amount="1.0001"))
     assert await _code(too_much) == grpc.StatusCode.FAILED_PRECONDITION
     negative_tokens = billing.Commit(billing_pb2.CommitRequest(
         hold_id=hold, amount="1", usage=billing_pb2.Usage(input_tokens=-1)))
     assert await _code(negative_tokens) == grpc.StatusCode.INVALID_ARGUMENT
-    assert await _code(billing.Commit(billing_pb2.CommitRequest(hold_id=str(uuid.uuid4()), amount="1"))) == (
-        grpc.StatusCode.NOT_FOUND)
-    assert await _code(billing.Release(billing_pb2.ReleaseRequest(hold_id="nope"))) == (
+    unknown = billing.Commit(billing_pb2.CommitRequest(user_id=uid, hold_id=str(uuid.uuid4()), amount="1"))
+    assert await _code(unknown) == grpc.StatusCode.NOT_FOUND
+    assert await _code(billing.Release(billing_pb2.ReleaseRequest(user_id=uid, hold_id="nope"))) == (
         grpc.StatusCode.INVALID_ARGUMENT)
     assert await _code(billing.Reserve(billing_pb2.ReserveRequest(hold_id="nope", user_id=uid, amount="1"))) == (
         grpc.StatusCode.INVALID_ARGUMENT)
@@ -118,7 +118,7 @@ async def test_usage_stats_transactions_and_totals(billing: billing_pb2_grpc.Bil
         hold = str(uuid.uuid4())
         await billing.Reserve(billing_pb2.ReserveRequest(hold_id=hold, user_id=uid, amount="3"))
         usage = billing_pb2.Usage(endpoint=f"/api/e{i % 2}", input_tokens=100, output_tokens=50 + i)
-        await billing.Commit(billing_pb2.CommitRequest(hold_id=hold, amount=cost, usage=usage))
+        await billing.Commit(billing_pb2.CommitRequest(user_id=uid, hold_id=hold, amount=cost, usage=usage))
     stats = await billing.UsageStats(billing_pb2.UserRef(user_id=uid))
     assert stats.total_requests == 2 and stats.total_tokens == 301 and stats.successful_requests == 2
     assert Decimal(stats.total_cost) == Decimal("1.75") and stats.avg_tokens_per_request == 150
@@ -155,7 +155,7 @@ async def test_batches_answer_each_item_as_its_single_call_would(billing: billin
     ok, refused, bad_id, second, bad_amount = reserves.items
     assert ok.status.code == 0 and ok.response.ok
     assert refused.status.code == 0 and not refused.response.ok
-    assert refused.response.reason == billing_pb2.ReserveResponse.INSUFFICIENT_CREDITS
+    assert refused.response.reason == billing_pb2.Reason.INSUFFICIENT_CREDITS
     assert bad_id.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "UUID" in bad_id.status.message
     assert second.status.code == 0 and second.response.ok
     assert bad_amount.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -164,16 +164,16 @@ async def test_batches_answer_each_item_as_its_single_call_would(billing: billin
     assert Decimal(balance.available) == 4 and Decimal(balance.held) == 6
 
     commits = await billing.CommitBatch(billing_pb2.CommitBatchRequest(items=[
-        billing_pb2.CommitRequest(hold_id=held, amount="1.5", usage=usage),
-        billing_pb2.CommitRequest(hold_id=str(uuid.uuid4()), amount="1", usage=usage),
-        billing_pb2.CommitRequest(hold_id=replayed, amount="3", usage=usage),  # more than its hold of 2
-        billing_pb2.CommitRequest(hold_id=held, amount="1.5", usage=usage),  # the same commit again
+        billing_pb2.CommitRequest(user_id=uid, hold_id=held, amount="1.5", usage=usage),
+        billing_pb2.CommitRequest(user_id=uid, hold_id=str(uuid.uuid4()), amount="1", usage=usage),
+        billing_pb2.CommitRequest(user_id=uid, hold_id=replayed, amount="3", usage=usage),  # more than its hold of 2
+        billing_pb2.CommitRequest(user_id=uid, hold_id=held, amount="1.5", usage=usage),  # the same commit again
     ]))
     posted, unknown, too_much, again = commits.items
     assert posted.status.code == 0 and posted.response.charged == "1.5000"
     assert unknown.status.code == grpc.StatusCode.NOT_FOUND.value[0]
     assert too_much.status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert again.status.code == 0 and again.response.charged == "1.5000"
-    assert {posted.response.outcome, again.response.outcome} == {"posted", "already_posted"}
+    assert {posted.response.outcome, again.response.outcome} == {billing_pb2.POSTED, billing_pb2.ALREADY_POSTED}
     balance = await billing.GetBalance(billing_pb2.UserRef(user_id=uid))
     assert Decimal(balance.available) == Decimal("6.5") and Decimal(balance.held) == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from common.db import apply_migrations, migrate, migration_files
+from common.db import apply_migrations, function_files, migrate, migration_files
 from common.settings import REPO_ROOT
 from tests.stack import Stack
 
@@ -32,7 +32,8 @@ async def test_concurrent_starts_apply_each_migration_once(fresh_dsn: str) -> No
     results = await asyncio.gather(*[migrate(fresh_dsn, MIGRATIONS) for _ in range(4)])
     applied = [version for result in results for version in result]
     expected = [p.stem for p in migration_files(MIGRATIONS)]
-    assert sorted(applied) == sorted(expected)  # all applied, none twice
+    functions = [f"functions/{name}" for name in function_files(MIGRATIONS)]
+    assert sorted(applied) == sorted(expected + functions)  # all applied, none twice
     conn = await asyncpg.connect(fresh_dsn)
     try:
         rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY applied_at, version")
@@ -52,3 +53,28 @@ async def test_an_edited_migration_is_refused(fresh_dsn: str, tmp_path: Path) ->
     first.write_text(first.read_text() + "\n-- edited\n")
     with pytest.raises(RuntimeError, match="changed after it was applied"):
         await migrate(fresh_dsn, copy)
+
+
+async def test_a_function_file_is_the_functions_one_definition(fresh_dsn: str, tmp_path: Path) -> None:
+    """A function is (re)applied when its file changes, with every overload of its name dropped first (so
+    a new signature replaces the old one), left alone when unchanged, and dropped when its file is gone."""
+    copy = tmp_path / "migrations"
+    (copy / "functions").mkdir(parents=True)
+    (copy / "0001_t.sql").write_text("CREATE TABLE t (x integer);")
+    function = copy / "functions" / "t_double.sql"
+    function.write_text("CREATE FUNCTION t_double(x integer) RETURNS integer LANGUAGE sql AS $$ SELECT 2 * x $$;")
+    assert await migrate(fresh_dsn, copy) == ["0001_t", "functions/t_double"]
+    assert await migrate(fresh_dsn, copy) == []
+
+    function.write_text("CREATE FUNCTION t_double(x numeric) RETURNS numeric LANGUAGE sql AS $$ SELECT 2 * x $$;")
+    assert await migrate(fresh_dsn, copy) == ["functions/t_double"]
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        signatures = await conn.fetch("SELECT oid::regprocedure::text AS s FROM pg_proc WHERE proname = 't_double'")
+        assert [r["s"] for r in signatures] == ["t_double(numeric)"]
+        function.unlink()
+        assert await migrate(fresh_dsn, copy) == []
+        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 't_double'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM schema_functions") == 0
+    finally:
+        await conn.close()

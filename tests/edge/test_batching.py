@@ -69,4 +69,5 @@ async def test_concurrent_calls_share_batches_and_each_is_charged_exactly(
             assert 1 <= len(ok) < CALLS  # refused calls in the same batches as accepted ones
             refusal = next(a for a in mine if a.status_code == 402).json()
             assert Decimal(str(refusal["required"])) >= 10
-    assert await repo.reconcile() == []
+    report = await repo.reconcile()
+    assert report.clean, report

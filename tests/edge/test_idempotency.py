@@ -15,9 +15,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from edge.pipeline import fingerprint
 from protos import billing_pb2, billing_pb2_grpc, generation_pb2, generation_pb2_grpc
 from tests.generation.test_endpoints import STORY, parse, snapshot
-from tests.helpers import TestUser, UserFactory
+from tests.helpers import PAID_PROJECTS, TestUser, UserFactory
 from tests.stack import Stack
 
 STRUCTURE = {"storyInput": STORY, "template": "three-act"}
@@ -32,7 +33,7 @@ async def charges(db: asyncpg.Connection, user_id: int) -> tuple[int, Decimal, i
     row = await db.fetchrow(
         """SELECT count(*) FILTER (WHERE response_success) AS ok, COALESCE(sum(credits_cost), 0) AS cost
            FROM usage_logs WHERE user_id = $1""", user_id)
-    projects = await db.fetchval("SELECT count(*) FROM projects WHERE user_id = $1", user_id)
+    projects = await db.fetchval(PAID_PROJECTS, user_id)
     return row["ok"], row["cost"], projects
 
 
@@ -146,7 +147,10 @@ async def test_a_failed_attempt_frees_the_key_and_charges_nothing(
                          headers=idem(user, key, **{"X-Sim-Fault": "server_error"}))
     assert failed.status_code == 502, failed.text
     assert users.balance(user) == 100
-    assert await db.fetchval("SELECT count(*) FROM idempotent_requests WHERE user_id = $1", user.id) == 0
+    # The key's record is the failed attempt's hold, voided: it charged nothing, so a retry runs afresh.
+    assert await db.fetchval(
+        """SELECT r.outcome FROM credit_holds h JOIN credit_hold_resolutions r ON r.hold_id = h.id
+           WHERE h.user_id = $1 AND h.idempotency_key = $2""", user.id, key) == "voided"
 
     retried = client.post("/api/generate-structure", json=STRUCTURE, headers=idem(user, key))
     assert retried.status_code == 200, retried.text
@@ -183,46 +187,56 @@ async def test_invalid_keys_are_refused_before_anything_happens(
     assert await snapshot(db, user.id) == before
 
 
-async def test_an_executed_but_unanswered_attempt_is_resumed_and_charged_once(
+async def test_an_attempt_abandoned_after_its_result_was_staged_is_never_delivered_unpaid(
     stack: Stack, client: httpx.Client, users: UserFactory, db: asyncpg.Connection
 ) -> None:
-    """The edge died after Claude answered and the result was saved, before it committed the hold.
-    Played here through the services' own gRPC: Prepare (claim), Reserve, Execute — then nothing. A retry
-    through the edge commits that same hold (once) and answers the saved result."""
+    """The edge died after Claude answered and the result was staged, before it committed the hold. Played
+    here through the services' own gRPC: Prepare, Reserve (with the key, a 2 s hold), Execute — then nothing.
+    While that hold is pending a retry is 409; once it has expired (nothing charged) the retry runs afresh and
+    is charged once, and the abandoned attempt's result is never part of the user's projects."""
     user = users.create(credits=100)
     key, hold_id, request_id = uuid.uuid4().hex, str(uuid.uuid4()), f"req_{uuid.uuid4().hex}"
     # Exactly the request the edge builds for this body (the key's fingerprint must match).
-    gen = generation_pb2.GenerateRequest(
-        kind=generation_pb2.STRUCTURE, user_id=user.id, request_id=request_id, template_id="three-act",
-        story_input_json=json.dumps(STORY), idempotency_key=key, hold_id=hold_id, idempotency_lease_seconds=600,
-    )
+    gen = generation_pb2.GenerateRequest(kind=generation_pb2.STRUCTURE, user_id=user.id, template_id="three-act",
+                                         story_input_json=json.dumps(STORY))
+    digest = fingerprint("/api/generate-structure", gen)
+    gen.request_id = request_id
     async with stack.channel("generation") as gch, stack.channel("billing") as bch:
         generation, billing = generation_pb2_grpc.GenerationStub(gch), billing_pb2_grpc.BillingStub(bch)
-        prepared = await generation.Prepare(gen)
-        assert prepared.idempotent == generation_pb2.IDEMPOTENT_NEW
-        required = max(Decimal(10), Decimal(prepared.max_cost))
+        plan = await generation.Prepare(gen)
+        required = max(Decimal(10), Decimal(plan.max_cost))
         reserved = await billing.Reserve(billing_pb2.ReserveRequest(
             hold_id=hold_id, user_id=user.id, amount=str(required), endpoint="/api/generate-structure",
-            request_id=request_id))
+            request_id=request_id, ttl_seconds=2, idempotency_key=key, fingerprint=digest))
         assert reserved.ok
-        executed = await generation.Execute(gen)
+        executed = await generation.Execute(generation_pb2.ExecuteRequest(plan=plan, hold_id=hold_id,
+                                                                          budget=str(required)))
         assert executed.ok
 
-    assert await db.fetchval("SELECT state FROM idempotent_requests WHERE user_id = $1", user.id) == "executed"
-    resumed = client.post("/api/generate-structure", json=STRUCTURE, headers=idem(user, key))
-    assert resumed.status_code == 200, resumed.text
-    body = parse(resumed)
-    assert body["projectPath"] == executed.project_path
-    assert body["requestId"] == request_id
-    charged = Decimal(resumed.headers["X-Credits-Charged"])
-    assert charged == Decimal(executed.cost) and charged > 0
+    during = client.post("/api/generate-structure", json=STRUCTURE, headers=idem(user, key))
+    assert during.status_code == 409, during.text
+    assert client.get(f"/api/projects/{executed.project_path}", headers=user.headers).status_code == 404
 
+    for _ in range(100):  # the session stack sweeps every 0.5 s
+        outcome = await db.fetchval("SELECT outcome FROM credit_hold_resolutions WHERE hold_id = $1",
+                                    uuid.UUID(hold_id))
+        if outcome is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert outcome == "expired"
+    retried = client.post("/api/generate-structure", json=STRUCTURE, headers=idem(user, key))
+    assert retried.status_code == 200, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+    body = parse(retried)
+    assert body["projectPath"] != executed.project_path and body["requestId"] != request_id
+    charged = Decimal(retried.headers["X-Credits-Charged"])
+    assert charged > 0
     replay = client.post("/api/generate-structure", json=STRUCTURE, headers=idem(user, key))
     assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
     assert parse(replay) == body
     assert await charges(db, user.id) == (1, charged, 1)
-    assert await db.fetchval(
-        "SELECT outcome FROM credit_hold_resolutions WHERE hold_id = $1", uuid.UUID(hold_id)) == "posted"
+    listed = client.get("/api/projects", headers=user.headers).json()["projects"]
+    assert [p["projectPath"] for p in listed] == [body["projectPath"]]
     assert users.balance(user) == 100 - charged
 
 

@@ -121,7 +121,7 @@ async def test_requests_per_minute_429_then_allowed_after_retry_after(
     await asyncio.sleep(wait)
     again = client.post("/api/generate-structure", headers=user.headers, json=STRUCTURE)
     assert again.status_code == 200, again.text
-    assert [d for d in await repo.reconcile() if d.user_id == user.id] == []
+    assert (await repo.reconcile()).of(user.id) == []
 
 
 async def test_402_is_not_a_rate_limit_and_takes_no_token(client: httpx.Client, users: UserFactory,
@@ -169,7 +169,7 @@ async def test_max_concurrent_with_slow_calls(stack: Stack, client: httpx.Client
     limits = client.get("/api/my-limits", headers=user.headers).json()
     assert limits["in_flight"] == 0
     assert client.post("/api/generate-structure", headers=user.headers, json=STRUCTURE).status_code == 200
-    assert [d for d in await repo.reconcile() if d.user_id == user.id] == []
+    assert (await repo.reconcile()).of(user.id) == []
 
 
 # -- the admin is exempt ----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def _call_in_background(
 async def _reconciled(stack: Stack, user_id: int) -> bool:
     pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=1)
     try:
-        return all(d.user_id != user_id for d in await BillingRepository(pool).reconcile())
+        return (await BillingRepository(pool).reconcile()).of(user_id) == []
     finally:
         await pool.close()
 

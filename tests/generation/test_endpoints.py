@@ -75,8 +75,10 @@ class Snapshot:
 async def snapshot(db: asyncpg.Connection, user_id: int) -> Snapshot:
     account = await db.fetchrow("SELECT available, held FROM credit_accounts WHERE user_id = $1", user_id)
     projects = await db.fetch(
-        """SELECT project_path, structure::text, plot_points::text, scenes::text, dialogue::text, updated_at
-           FROM projects WHERE user_id = $1 ORDER BY project_path""", user_id)
+        """SELECT p.project_path, p.structure::text, p.updated_at,
+                  (SELECT string_agg(pp.id || pp.kind || pp.act_key || pp.payload::text, '|' ORDER BY pp.id)
+                   FROM project_parts pp WHERE pp.project_id = p.id) AS parts
+           FROM projects p WHERE p.user_id = $1 ORDER BY p.project_path""", user_id)
     return Snapshot(
         available=account["available"] if account else Decimal(0),
         held=account["held"] if account else Decimal(0),

@@ -46,8 +46,8 @@ DEFAULT_FAULT_ENDPOINTS = ["/api/generate-structure", "/api/generate-structure-c
 
 async def assert_reconciled(repo: BillingRepository, *users: TestUser) -> None:
     ids = {u.id for u in users}
-    differences = [d for d in await repo.reconcile() if d.user_id in ids]
-    assert differences == []
+    report = await repo.reconcile()
+    assert report.of(*ids) == [] and report.conservation.holds
 
 
 async def assert_failed_call_logged(db: asyncpg.Connection, user: TestUser, response: httpx.Response,

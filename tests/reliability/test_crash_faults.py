@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import TestUser, UserFactory
+from tests.helpers import PAID_PROJECTS, TestUser, UserFactory
 from tests.reliability.support import (
     assert_books_balance,
     assert_charged_once,
@@ -29,8 +29,10 @@ from tests.reliability.support import (
 )
 from tests.stack import Stack
 
-#: Long enough for any non-hanging call here (slow:3000 plus a billing restart), short enough to wait out.
-HOLD_TTL = 25
+#: The edge's hold lifetime here: its generation deadline (10 s) plus its settle-retry window (20 s), no
+#: margin. Long enough for any non-hanging call here (slow:3000 plus a billing restart), short enough to
+#: wait out.
+HOLD_TTL = 30
 #: The call that is in flight when something dies.
 SLOW = "slow:3000"
 
@@ -38,7 +40,8 @@ SLOW = "slow:3000"
 @pytest.fixture(scope="module")
 def crashes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = {
-        "BILLING_HOLD_TTL_SECONDS": str(HOLD_TTL),
+        "EDGE_GENERATION_TIMEOUT_SECONDS": "10",
+        "EDGE_HOLD_MARGIN_SECONDS": "0",
         # Claude may take the whole slow call; the session stack's 2 s would time it out.
         "GENERATION_ANTHROPIC_TIMEOUT_SECONDS": "10",
     }
@@ -163,7 +166,7 @@ async def test_billing_killed_between_reserve_and_commit_settles_once(
     hold = await pending_hold(db, user.id)
     crashes.kill("billing")
 
-    async def executed() -> bool:  # Claude answered and the project was saved: the Commit is due
+    async def executed() -> bool:  # Claude answered and the project was staged: the Commit is due
         return bool(await db.fetchval("SELECT count(*) FROM projects WHERE user_id = $1", user.id))
 
     await wait_for(executed, 30, "the call to finish executing")
@@ -184,8 +187,9 @@ async def test_billing_killed_between_reserve_and_commit_settles_once(
 async def test_billing_down_past_the_retry_window_lets_the_hold_expire(
     crashes: Stack, users: UserFactory, db: asyncpg.Connection
 ) -> None:
-    """The edge gives up on the Commit (a 503 JSON that says nothing was charged); the hold stays pending
-    until billing is back and its sweeper expires it: the user is not charged, one failed usage row."""
+    """The edge gives up on the Commit and cannot reach billing to learn whether it landed: a 503 JSON that
+    says exactly that (not a guess). The hold stays pending until billing is back and its sweeper expires it:
+    the user is not charged, one failed usage row, and the staged result never becomes part of a project."""
     user = users.create(credits=50, prefix="billdown")
     call = start_call(crashes, user, edge="edge_short")
     hold = await pending_hold(db, user.id)
@@ -194,7 +198,7 @@ async def test_billing_down_past_the_retry_window_lets_the_hold_expire(
         response = await asyncio.to_thread(call.response)
         body = assert_json_error(response, (503,))
         assert body["error"] == "Billing unavailable" and body["requestId"] == hold["request_id"]
-        assert "not been charged" in str(body["message"])
+        assert "could not reach billing to confirm whether this call was charged" in str(body["message"])
         assert await db.fetchval("SELECT count(*) FROM credit_hold_resolutions WHERE hold_id = $1", hold["id"]) == 0
     finally:
         await asyncio.to_thread(crashes.restart, "billing")
@@ -203,6 +207,7 @@ async def test_billing_down_past_the_retry_window_lets_the_hold_expire(
     assert got.usage_rows == 1
     error = await db.fetchval("SELECT error_message FROM usage_logs WHERE hold_id = $1", hold["id"])
     assert "expired" in error
+    assert await db.fetchval(PAID_PROJECTS, user.id) == 0
     books = await assert_books_balance(db, user.id)
     assert books.available == 50
     await asyncio.to_thread(assert_reconciled, crashes)

@@ -27,7 +27,8 @@ from tests.reliability.support import (
 )
 from tests.stack import Stack
 
-HOLD_TTL = 20
+#: The edge's hold lifetime here: its generation deadline (10 s) plus its settle-retry window (20 s).
+HOLD_TTL = 30
 #: A request that starts while the database is down must be answered within this (a hang guard).
 FAIL_FAST_SECONDS = 10.0
 #: Any request at all: one in flight when the database went away may retry its settlement for the
@@ -39,7 +40,8 @@ METERED_WORKERS, READ_WORKERS = 6, 2
 
 @pytest.fixture(scope="module")
 def outage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with own_stack(tmp_path_factory, "db-outage", {"BILLING_HOLD_TTL_SECONDS": str(HOLD_TTL)}) as stack:
+    settings = {"EDGE_GENERATION_TIMEOUT_SECONDS": "10", "EDGE_HOLD_MARGIN_SECONDS": "0"}
+    with own_stack(tmp_path_factory, "db-outage", settings) as stack:
         yield stack
 
 

@@ -1,0 +1,122 @@
+"""The seam between generation and billing: a result is delivered and kept only if it is paid.
+
+Generation dies, or the edge's deadline fires, right after the result was saved and before billing posted
+the hold. Whatever happens next (a retry with the same Idempotency-Key, a retry without one, or nothing),
+the user is charged exactly once for a result they can see, or not at all and the result is not kept: never
+a 200 that charged nothing, never a result in the project that nobody paid for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.helpers import TestUser, UserFactory
+from tests.reliability.support import (
+    STRUCTURE_BODY,
+    assert_books_balance,
+    assert_charged_once,
+    assert_reconciled,
+    own_stack,
+    user_factory,
+)
+from tests.stack import Stack
+
+#: Generation outlives the edge's deadline by this much when told to stall after saving.
+EDGE_DEADLINE_SECONDS = 4
+STALL = "stall_after_save:6000"
+
+
+@pytest.fixture(scope="module")
+def seam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = {"EDGE_GENERATION_TIMEOUT_SECONDS": str(EDGE_DEADLINE_SECONDS), "FSG_FAULT_INJECTION": "1"}
+    with own_stack(tmp_path_factory, "seam", settings) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def client(seam: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=seam.edge_url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def users(seam: Stack, client: httpx.Client) -> UserFactory:
+    return user_factory(seam, client)
+
+
+@pytest.fixture
+async def db(seam: Stack) -> AsyncIterator[asyncpg.Connection]:
+    async with seam.database() as conn:
+        yield conn
+
+
+def structure(client: httpx.Client, user: TestUser, *, key: str | None = None, fault: str = "") -> httpx.Response:
+    headers = {**user.headers, **({"Idempotency-Key": key} if key else {}), **({"X-Sim-Fault": fault} if fault else {})}
+    return client.post("/api/generate-structure", headers=headers, json=STRUCTURE_BODY)
+
+
+def visible_projects(client: httpx.Client, user: TestUser) -> list[str]:
+    response = client.get("/api/projects", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return [p["projectPath"] for p in response.json()["projects"]]
+
+
+async def assert_paid_once_or_refused(db: asyncpg.Connection, client: httpx.Client, user: TestUser,
+                                      retry: httpx.Response) -> None:
+    """The retry either charged exactly once for one visible result, or charged nothing and kept nothing."""
+    books = await assert_books_balance(db, user.id)
+    if retry.status_code == 200:
+        charged = Decimal(retry.headers["X-Credits-Charged"])
+        assert charged > 0, "a 200 that charged nothing"
+        await assert_charged_once(db, retry.headers["X-Request-ID"], charged)
+        assert books.charged == charged
+        assert visible_projects(client, user) == [retry.json()["projectPath"]]
+    else:
+        assert retry.status_code >= 400, retry.text
+        assert books.charged == 0
+        assert visible_projects(client, user) == []
+
+
+@pytest.mark.parametrize("fault", ["crash_after_save", STALL])
+async def test_a_retry_after_a_fault_past_the_save_is_charged_once_or_refused(
+    seam: Stack, client: httpx.Client, users: UserFactory, db: asyncpg.Connection, fault: str
+) -> None:
+    user = users.create(credits=50, prefix="seam")
+    key = uuid.uuid4().hex
+    first = await asyncio.to_thread(structure, client, user, key=key, fault=fault)
+    assert first.status_code in (502, 503, 504), first.text
+    assert "not been charged" in first.json()["message"] or "No credits were charged" in first.json()["message"]
+    if fault == "crash_after_save":
+        await asyncio.to_thread(seam.restart, "generation")
+    else:
+        await asyncio.sleep(3)  # the stalled Execute finishes on generation after the edge gave up
+    assert visible_projects(client, user) == [], "the unpaid result must not be kept"
+
+    retry = await asyncio.to_thread(structure, client, user, key=key)
+    await assert_paid_once_or_refused(db, client, user, retry)
+    again = await asyncio.to_thread(structure, client, user, key=key)
+    assert again.status_code == retry.status_code
+    if retry.status_code == 200:
+        assert again.headers["Idempotent-Replayed"] == "true" and again.json() == retry.json()
+    await assert_books_balance(db, user.id)
+    await asyncio.to_thread(assert_reconciled, seam)
+
+
+async def test_without_a_key_the_unpaid_result_is_not_kept(
+    seam: Stack, client: httpx.Client, users: UserFactory, db: asyncpg.Connection
+) -> None:
+    user = users.create(credits=50, prefix="seamnokey")
+    first = await asyncio.to_thread(structure, client, user, fault="crash_after_save")
+    assert first.status_code in (502, 503), first.text
+    await asyncio.to_thread(seam.restart, "generation")
+    assert visible_projects(client, user) == []
+    books = await assert_books_balance(db, user.id)
+    assert books.charged == 0 and books.available == 50
+    await asyncio.to_thread(assert_reconciled, seam)
