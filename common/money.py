@@ -30,12 +30,13 @@ def parse_credits(value: str | int | Decimal, *, allow_zero: bool = False) -> De
         raise InvalidAmount(f"not a decimal amount: {value!r}") from exc
     if not amount.is_finite():
         raise InvalidAmount("amount must be finite")
-    if amount != amount.quantize(QUANTUM, rounding=ROUND_CEILING):
-        raise InvalidAmount("amount has more than 4 decimal places")
     if amount < 0 or (amount == 0 and not allow_zero):
         raise InvalidAmount("amount must be positive")
+    # Before quantizing: a huge value ("1e30") has more digits than the context can quantize to 4 places.
     if amount > MAX_AMOUNT:
         raise InvalidAmount(f"amount exceeds the maximum of {MAX_AMOUNT}")
+    if amount != amount.quantize(QUANTUM, rounding=ROUND_CEILING):
+        raise InvalidAmount("amount has more than 4 decimal places")
     return amount.quantize(QUANTUM)
 
 
