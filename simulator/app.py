@@ -134,6 +134,8 @@ class Simulator:
         except InvalidRequest as exc:
             return error_response(400, "invalid_request_error", str(exc), request_id)
         message = build_message(body, tools, "msg_01" + request_id[4:], bad_schema=fault.bad_schema)
+        if fault.input_tokens is not None:
+            message["usage"]["input_tokens"] = fault.input_tokens
         if body.get("stream") is True:
             return Response(
                 message_to_sse(message),

@@ -8,6 +8,8 @@ A spec is a comma-separated list of items (usually one):
 - ``slow:<ms>``    -> answer normally after sleeping ``<ms>`` milliseconds
 - ``hang``         -> never answer (until the client disconnects)
 - ``bad_schema``   -> a forced ``tool_use`` whose input violates the tool's schema; empty text otherwise
+- ``input_tokens:<n>`` -> answer normally, but report ``<n>`` input tokens in ``usage`` (a bill above what the
+  request could cost: how a caller's worst-case bound is tested)
 - ``none`` / empty -> no fault (lets a header switch off a start-up fault)
 
 Modifiers, so a client's retries can be tested deterministically:
@@ -43,7 +45,7 @@ ATTEMPT_HEADER = "x-stainless-retry-count"
 DEFAULT_RATE_LIMIT_RETRY_AFTER = "1"
 
 _TAG = re.compile(r"[a-z0-9_.-]{1,64}")
-_KNOWN = ("rate_limit, server_error, overloaded, slow:<ms>, hang, bad_schema, none, <item>*<K>, "
+_KNOWN = ("rate_limit, server_error, overloaded, slow:<ms>, hang, bad_schema, input_tokens:<n>, none, <item>*<K>, "
           "retry_after:<s>, retry_after_ms:<ms>, tag:<token>")
 
 
@@ -64,11 +66,12 @@ class Fault:
     retry_after: str | None = None
     retry_after_ms: str | None = None
     tag: str | None = None
+    input_tokens: int | None = None
 
     @property
     def active(self) -> bool:
         return (self.error is not None or self.hang or self.slow_ms > 0 or self.bad_schema
-                or self.tag is not None)
+                or self.tag is not None or self.input_tokens is not None)
 
     def for_attempt(self, attempt: int) -> Fault:
         """The fault as it applies to the given attempt number (items limited by `*K` drop out at K)."""
@@ -118,6 +121,7 @@ def parse_fault(spec: str) -> Fault:
     retry_after: str | None = None
     retry_after_ms: str | None = None
     tag: str | None = None
+    input_tokens: int | None = None
     for raw_item in spec.split(","):
         raw = raw_item.strip()
         item = raw.lower()
@@ -145,6 +149,9 @@ def parse_fault(spec: str) -> Fault:
         elif limit is None and item.startswith("retry_after_ms:"):
             value = item[len("retry_after_ms:"):].strip()
             retry_after_ms, component = str(_non_negative_int(raw, value, "retry_after_ms")), ""
+        elif limit is None and item.startswith("input_tokens:"):
+            value = item[len("input_tokens:"):].strip()
+            input_tokens, component = _non_negative_int(raw, value, "input_tokens"), ""
         elif limit is None and item.startswith("tag:"):
             tag, component = item[len("tag:"):].strip(), ""
             if not _TAG.fullmatch(tag):
@@ -153,8 +160,8 @@ def parse_fault(spec: str) -> Fault:
             raise FaultSpecError(f"unknown fault {raw!r}; expected one of {_KNOWN}")
         if limit is not None:
             limits[component] = limit
-    if error is None and not hang and not slow_ms and not bad_schema and tag is None:
+    if error is None and not hang and not slow_ms and not bad_schema and tag is None and input_tokens is None:
         return NO_FAULT
     return Fault(error=error, hang=hang, slow_ms=slow_ms, bad_schema=bad_schema,
                  limits=tuple(sorted(limits.items())), retry_after=retry_after, retry_after_ms=retry_after_ms,
-                 tag=tag)
+                 tag=tag, input_tokens=input_tokens)

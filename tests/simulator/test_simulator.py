@@ -289,6 +289,13 @@ async def test_fault_bad_schema(client: anthropic.AsyncAnthropic) -> None:
     assert text.content[0].text == ""  # type: ignore[union-attr]
 
 
+async def test_fault_input_tokens_reports_a_bigger_bill(client: anthropic.AsyncAnthropic) -> None:
+    plain = await client.messages.create(model=MODEL, max_tokens=20, messages=USER)
+    billed = await client.messages.create(**_fault("input_tokens:2000000"))
+    assert billed.usage.input_tokens == 2_000_000 and plain.usage.input_tokens < 100
+    assert billed.content == plain.content
+
+
 async def test_unknown_fault(client: anthropic.AsyncAnthropic) -> None:
     with pytest.raises(anthropic.BadRequestError, match="unknown fault"):
         await client.messages.create(**_fault("explode"))
@@ -400,8 +407,10 @@ def test_fault_grammar() -> None:
     assert limited.error == "rate_limit" and limited.limits == (("error", 2),) and limited.tag == "abc"
     assert limited.for_attempt(1).error == "rate_limit" and limited.for_attempt(2).error is None
     assert parse_fault("slow:10*1,bad_schema").for_attempt(1) == parse_fault("bad_schema")
+    assert parse_fault("input_tokens:7").input_tokens == 7 and parse_fault("input_tokens:7").active
     for bad in ("slow:", "slow:-1", "nope", "rate_limit,overloaded", "rate_limit*0", "rate_limit*x", "hang*",
-                "retry_after:x", "retry_after:1*2", "tag:", "tag:has space", "retry_after_ms:-5"):
+                "retry_after:x", "retry_after:1*2", "tag:", "tag:has space", "retry_after_ms:-5", "input_tokens:x",
+                "input_tokens:5*2"):
         with pytest.raises(FaultSpecError):
             parse_fault(bad)
     with pytest.raises(ValueError):
