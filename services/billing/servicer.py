@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from common import faults
@@ -145,6 +147,14 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         self, request: billing_pb2.ReserveRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReserveResponse:
         injected = faults.parse(request.fault, enabled=self._fault_injection)
+        work = self._reserve(request, injected)
+        # A reserve that has joined a group-commit batch runs to completion even if its caller gives up (its
+        # answer is then lost). With a fault injected, the whole reserve runs that way, so a stall before it
+        # makes the late reserve that the caller's void must stop.
+        return await (asyncio.shield(work) if injected.points else work)
+
+    async def _reserve(self, request: billing_pb2.ReserveRequest, injected: faults.Faults
+                       ) -> billing_pb2.ReserveResponse:
         await injected.hit(FaultPoint.STALL_BEFORE_RESERVE)
         result = await self._repo.reserve(
             request.hold_id,

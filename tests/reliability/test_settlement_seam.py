@@ -120,3 +120,73 @@ async def test_without_a_key_the_unpaid_result_is_not_kept(
     books = await assert_books_balance(db, user.id)
     assert books.charged == 0 and books.available == 50
     await asyncio.to_thread(assert_reconciled, seam)
+
+
+# -- answers lost between the edge and billing ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def impatient(seam: Stack) -> Iterator[httpx.Client]:
+    """An edge that waits 1 s for billing's answers and retries a settlement for 2 s: a billing stall of a few
+    seconds loses its answers."""
+    env = {"EDGE_RPC_TIMEOUT_SECONDS": "1", "EDGE_SETTLE_RETRY_SECONDS": "2"}
+    with seam.replica("edge_impatient", "edge", env) as url, httpx.Client(base_url=url, timeout=60) as http:
+        yield http
+
+
+async def wait_for_outcome(db: asyncpg.Connection, request_id: str, timeout: float = 10) -> str | None:
+    """The resolution of the request's hold once it has one (None if it never got one in time)."""
+    for _ in range(int(timeout * 10)):
+        outcome = await db.fetchval(
+            """SELECT r.outcome FROM credit_holds h JOIN credit_hold_resolutions r ON r.hold_id = h.id
+               WHERE h.request_id = $1""", request_id)
+        if outcome is not None:
+            return str(outcome)
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def test_a_reserve_whose_answer_is_lost_is_voided_at_once(
+    impatient: httpx.Client, users: UserFactory, db: asyncpg.Connection
+) -> None:
+    """Billing placed the hold but its answer never reached the edge: the edge voids the hold id, so the
+    credits and the concurrency slot come back in seconds, not when the hold would expire (a minute here)."""
+    user = users.create(credits=50, prefix="lostreserve")
+    response = await asyncio.to_thread(structure, impatient, user, fault="stall_after_reserve:2500")
+    assert response.status_code in (503, 504), response.text
+    assert await wait_for_outcome(db, response.headers["X-Request-ID"]) == "voided"
+    books = await assert_books_balance(db, user.id)
+    assert books.available == 50
+    assert await db.fetchval("SELECT holds_open FROM credit_accounts WHERE user_id = $1", user.id) == 0
+
+
+async def test_a_reserve_that_arrives_after_its_void_places_nothing(
+    impatient: httpx.Client, users: UserFactory, db: asyncpg.Connection
+) -> None:
+    """The edge gave up before billing even placed the hold: its void remembers the id, and the Reserve that
+    runs afterwards places nothing."""
+    user = users.create(credits=50, prefix="latereserve")
+    response = await asyncio.to_thread(structure, impatient, user, fault="stall_before_reserve:2500")
+    assert response.status_code in (503, 504), response.text
+    await asyncio.sleep(3)  # the stalled Reserve has run by now
+    request_id = response.headers["X-Request-ID"]
+    assert await db.fetchval("SELECT count(*) FROM credit_holds WHERE request_id = $1", request_id) == 0
+    assert await db.fetchval("SELECT count(*) FROM voided_hold_ids WHERE user_id = $1", user.id) == 1
+    books = await assert_books_balance(db, user.id)
+    assert books.available == 50
+
+
+async def test_a_commit_whose_answer_is_lost_is_answered_truthfully(
+    impatient: httpx.Client, users: UserFactory, db: asyncpg.Connection
+) -> None:
+    """The Commit landed, but every answer to it was lost until the edge's retry window closed. The edge
+    asks billing (a Release, which answers already_posted) before answering: the call was charged, so the
+    answer is the result, not "you have not been charged"."""
+    user = users.create(credits=50, prefix="lostcommit")
+    response = await asyncio.to_thread(structure, impatient, user, fault="stall_after_commit:3000")
+    assert response.status_code == 200, response.text
+    charged = Decimal(response.headers["X-Credits-Charged"])
+    assert charged > 0
+    await assert_charged_once(db, response.headers["X-Request-ID"], charged)
+    assert visible_projects(impatient, user) == [response.json()["projectPath"]]
+    books = await assert_books_balance(db, user.id)
+    assert books.available == 50 - charged
