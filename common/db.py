@@ -11,6 +11,7 @@ nothing to do).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from pathlib import Path
@@ -35,8 +36,10 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: float = 30) -> asyncpg.Pool:
-    """A pool, retrying while the server is still starting (it may come up after us)."""
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: float = 30,
+                      application_name: str | None = None) -> asyncpg.Pool:
+    """A pool, retrying while the server is still starting (it may come up after us). `application_name`
+    names the connections in pg_stat_activity (and in the server's log lines)."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(_CONNECT_ERRORS),
         wait=wait_exponential(multiplier=0.1, max=2),
@@ -45,9 +48,41 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, wait_s
     ):
         with attempt:
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, command_timeout=30, reset=_keep_session
+                dsn, min_size=min_size, max_size=max_size, command_timeout=30, reset=_keep_session,
+                server_settings={"application_name": application_name} if application_name else None,
             )
     return pool
+
+
+async def schema_behind(conn: asyncpg.Connection, directory: Path) -> list[str]:
+    """The migrations and functions of `directory` that the database has not applied (as they are now)."""
+    try:
+        versions = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        functions = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_functions")}
+    except asyncpg.UndefinedTableError:
+        versions, functions = set(), {}
+    missing = [p.stem for p in migration_files(directory) if p.stem not in versions]
+    for name, path in function_files(directory).items():
+        if functions.get(name) != hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest():
+            missing.append(f"functions/{name}")
+    return missing
+
+
+async def wait_for_schema(pool: asyncpg.Pool, directory: Path, *, wait_seconds: float = 120) -> None:
+    """Until the database's schema is what this code expects. Services never migrate (their roles may not
+    run DDL): `fsg bootstrap` does, and a service that starts first waits for it, then gives up clearly."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        async with pool.acquire() as conn:
+            missing = await schema_behind(conn, directory)
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            raise SystemExit(f"the database schema is behind this code (missing {', '.join(missing[:5])}); "
+                             "run `fsg bootstrap` against it")
+        log.warning("waiting for the schema to be migrated (%d step(s) missing; `fsg bootstrap` applies them)",
+                    len(missing))
+        await asyncio.sleep(1)
 
 
 def migration_files(directory: Path) -> list[Path]:
@@ -72,12 +107,6 @@ async def _drop_function(conn: asyncpg.Connection, name: str) -> None:
 
 
 async def _apply_functions(conn: asyncpg.Connection, directory: Path) -> list[str]:
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS schema_functions (
-               name       text PRIMARY KEY,
-               checksum   text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
     done = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_functions")}
     files = function_files(directory)
     applied: list[str] = []
@@ -110,6 +139,10 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path) -> list[st
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version    text PRIMARY KEY,
+                   checksum   text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now());
+               CREATE TABLE IF NOT EXISTS schema_functions (
+                   name       text PRIMARY KEY,
                    checksum   text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.db import apply_migrations, create_pool
+from common.db_roles import enable_logins
 from services.auth.repository import AuthRepository
 from services.billing.repository import BillingRepository
 
@@ -17,12 +18,15 @@ class BootstrapResult:
     migrations_applied: list[str]
 
 
-async def bootstrap(dsn: str, migrations_dir: Path, admin_username: str, admin_email: str) -> BootstrapResult:
-    """Apply migrations, create the admin (once) and give it an unlimited account."""
+async def bootstrap(dsn: str, migrations_dir: Path, admin_username: str, admin_email: str,
+                    role_passwords: dict[str, str] | None = None) -> BootstrapResult:
+    """Apply migrations, let the services' roles log in with their passwords, create the admin (once) and
+    give it an unlimited account."""
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         async with pool.acquire() as conn:
             applied = await apply_migrations(conn, migrations_dir)
+            await enable_logins(conn, role_passwords or {})
         admin, key = await AuthRepository(pool).ensure_admin(admin_username, admin_email)
         await BillingRepository(pool).open_account(admin.id, unlimited=True)
         return BootstrapResult(admin.username, key, applied)

@@ -23,6 +23,7 @@ import typer
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
+from common.db_roles import SERVICE_ROLES, service_dsn
 from common.dsn import embedded_dsn, mask_dsn
 from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
@@ -53,10 +54,9 @@ def database(settings: StackSettings) -> Iterator[str]:
         typer.echo("embedded PostgreSQL stopped")
 
 
-def process_env(settings: StackSettings, dsn: str, simulate: bool) -> dict[str, str]:
-    env = dict(os.environ)
+def process_env(settings: StackSettings, simulate: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the services get their own role's
     env.update(
-        DATABASE_URL=dsn,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
         PORT=str(settings.edge_port),
@@ -99,17 +99,21 @@ def run() -> None:
     simulate = settings.anthropic_api_key is None
     with database(settings) as dsn:
         typer.echo(f"DATABASE_URL={mask_dsn(dsn)}")
-        result = asyncio.run(bootstrap(dsn, settings.migrations_dir, settings.admin_username, settings.admin_email))
+        passwords = settings.role_passwords()
+        result = asyncio.run(bootstrap(dsn, settings.migrations_dir, settings.admin_username, settings.admin_email,
+                                       passwords))
         for line in admin_lines(result):
             typer.echo(line)
         procfile = parse_procfile((REPO_ROOT / "Procfile").read_text())
-        env = process_env(settings, dsn, simulate)
+        env = process_env(settings, simulate)
         manager = Manager()
         if simulate:
             typer.secho(SIMULATOR_BANNER.format(url=env["ANTHROPIC_BASE_URL"]), fg="yellow", bold=True, err=True)
             manager.add_process("simulator", "python -m simulator", env=env, cwd=str(REPO_ROOT))
         for name, command in procfile.processes.items():
-            manager.add_process(name, command, env=env, cwd=str(REPO_ROOT))
+            # Each service connects as its own least-privilege role; the edge needs no database at all.
+            own = {"DATABASE_URL": service_dsn(dsn, name, passwords[name])} if name in SERVICE_ROLES else {}
+            manager.add_process(name, command, env={**env, **own}, cwd=str(REPO_ROOT))
         typer.echo(f"edge: http://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
         manager.loop()
     raise typer.Exit(manager.returncode or 0)
@@ -117,13 +121,14 @@ def run() -> None:
 
 @app.command("bootstrap")
 def bootstrap_command() -> None:
-    """Apply migrations and create the admin if missing (for deployments that run services separately)."""
+    """Apply migrations, let the services' database roles log in (AUTH_DB_PASSWORD, BILLING_DB_PASSWORD,
+    GENERATION_DB_PASSWORD; generated into DATA_DIR when unset) and create the admin if missing (for
+    deployments that run services separately)."""
     settings = StackSettings()
     if settings.database_url is None:
         raise typer.BadParameter("DATABASE_URL is required")
-    result = asyncio.run(
-        bootstrap(settings.dsn(), settings.migrations_dir, settings.admin_username, settings.admin_email)
-    )
+    result = asyncio.run(bootstrap(settings.dsn(), settings.migrations_dir, settings.admin_username,
+                                   settings.admin_email, settings.role_passwords()))
     for line in admin_lines(result):
         typer.echo(line)
 

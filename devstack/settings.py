@@ -2,6 +2,7 @@
 
 from pydantic import Field, SecretStr
 
+from common.db_roles import role_passwords
 from common.settings import (
     DEFAULT_AUTH_PORT,
     DEFAULT_BILLING_PORT,
@@ -23,3 +24,12 @@ class StackSettings(CommonSettings):
     simulator_port: int = Field(DEFAULT_SIMULATOR_PORT, validation_alias="SIM_PORT")
     admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
     admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")
+    #: The services' database roles' passwords; each unset one is generated once and kept in DATA_DIR.
+    auth_db_password: SecretStr | None = Field(None, validation_alias="AUTH_DB_PASSWORD")
+    billing_db_password: SecretStr | None = Field(None, validation_alias="BILLING_DB_PASSWORD")
+    generation_db_password: SecretStr | None = Field(None, validation_alias="GENERATION_DB_PASSWORD")
+
+    def role_passwords(self) -> dict[str, str]:
+        given = {"auth": self.auth_db_password, "billing": self.billing_db_password,
+                 "generation": self.generation_db_password}
+        return role_passwords(self.data_dir.resolve(), given)

@@ -23,6 +23,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.db_roles import role_passwords, service_dsn
 from common.grpc_server import MAX_MESSAGE_BYTES
 from common.service_auth import ServiceTokens, authenticated_channel, ensure_token_file, parse_tokens
 from common.settings import REPO_ROOT
@@ -58,6 +59,8 @@ class Stack:
     settings: dict[str, str] = field(default_factory=dict)
     #: Per-process command and environment overrides, so `restart` brings back a replica as it was.
     commands: dict[str, list[str]] = field(default_factory=dict)
+    #: Each service's own database URL (its least-privilege role); `dsn` is the owner's, for tests to read.
+    role_dsns: dict[str, str] = field(default_factory=dict)
     process_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -98,9 +101,12 @@ class Stack:
         """Start everything; `overrides` replace environment settings for every process."""
         self.postgres = EmbeddedPostgres(self.data_dir, free_port())
         self.dsn = self.postgres.start()
-        result = asyncio.run(bootstrap(self.dsn, REPO_ROOT / "migrations", "admin", "admin@example.test"))
+        passwords = role_passwords(self.data_dir, {})
+        result = asyncio.run(bootstrap(self.dsn, REPO_ROOT / "migrations", "admin", "admin@example.test", passwords))
         assert result.admin_key is not None
         self.admin_key = result.admin_key
+        # Each service connects as its own least-privilege role, as under `make run`.
+        self.role_dsns = {service: service_dsn(self.dsn, service, secret) for service, secret in passwords.items()}
         self.ports = {name: free_port() for name in ("simulator", "auth", "billing", "generation", "edge")}
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("FSG_SERVICE_")}
         self.env = {
@@ -151,8 +157,10 @@ class Stack:
         if env is not None:
             self.process_env[name] = env
         log = open((logs or self.data_dir / "logs") / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it
-        self.processes[name] = subprocess.Popen(command, cwd=REPO_ROOT, env={**self.env, **self.process_env.get(
-            name, {})}, stdout=log, stderr=log)
+        kind = next((k for k, module in MODULES.items() if command[-1] == module), "")
+        role = {"DATABASE_URL": self.role_dsns[kind]} if kind in self.role_dsns else {}
+        self.processes[name] = subprocess.Popen(command, cwd=REPO_ROOT, env={
+            **self.env, **role, **self.process_env.get(name, {})}, stdout=log, stderr=log)
         log.close()
 
     def add_replica(self, name: str, kind: str, env: dict[str, str] | None = None) -> None:

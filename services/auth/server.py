@@ -8,7 +8,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health
 
-from common.db import apply_migrations, create_pool
+from common.db import create_pool, wait_for_schema
 from common.grpc_server import create_server as create_grpc_server
 from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
@@ -38,9 +38,9 @@ def create_server(
 
 async def run(settings: AuthSettings) -> None:
     tokens = tokens_or_exit(settings)  # before anything else: no token, no start
-    pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    async with pool.acquire() as conn:
-        await apply_migrations(conn, settings.migrations_dir)
+    pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                             application_name="auth")
+    await wait_for_schema(pool, settings.migrations_dir)
     revocations = RevocationHub(settings.dsn())
     server, port, health_servicer = create_server(AuthRepository(pool), settings.address, revocations, tokens=tokens)
     log.info("auth gRPC listening on %s:%d", settings.host, port)

@@ -1,8 +1,9 @@
 """The billing service's SQL, named and kept together. The statements that move money are functions, one
 current definition per file in migrations/functions/ (read them there); this module calls them.
 
-Lock order, everywhere: hold rows (FOR UPDATE, by id) before account rows (by user id). A single settlement
-locks its hold, then its account; a batch locks all its holds, then all its accounts, before settling any;
+Lock order, everywhere: holds (an advisory lock per hold id: billing's role may not UPDATE holds, which a
+row lock would need) before account rows (by user id). A single settlement locks its hold, then its
+account; a batch locks all its holds, then all its accounts, before settling any;
 reserves and grants lock only an account row. So settlements, batches, the sweeper, reserves and grants
 never wait on each other in a cycle (tests/billing/test_lock_order.py runs them together).
 """

@@ -223,7 +223,8 @@ class ReconcileReport:
     def of(self, *user_ids: int) -> list[Difference | HoldDifference]:
         """The differences that concern these users (accounts and holds)."""
         wanted = set(user_ids)
-        return [d for d in [*self.accounts, *self.holds] if d.user_id in wanted]
+        every: list[Difference | HoldDifference] = [*self.accounts, *self.holds]
+        return [d for d in every if d.user_id in wanted]
 
 
 def _amount(value: str | Decimal, *, allow_zero: bool = False) -> Decimal:

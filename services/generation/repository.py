@@ -61,11 +61,14 @@ INSERT INTO projects (user_id, project_path, title, story_input, template, struc
 VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
 """
 
-#: Stage a part of a paid project of the user; no row = no such project (or deleted since it was planned).
-_STAGE = f"""
+#: A paid project of the user ($1 path, $2 user); none = no such project (or deleted since it was planned).
+_PROJECT_ID = f"SELECT p.id FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}"
+#: The same, locked until the transaction ends: scenes added to one project are numbered one at a time.
+_LOCKED_PROJECT_ID = _PROJECT_ID + " FOR NO KEY UPDATE"
+
+_STAGE = """
 INSERT INTO project_parts (project_id, kind, act_key, scene_index, payload, hold_id)
-SELECT p.id, $3, $4, $5, $6::jsonb, $7 FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}
-RETURNING id, project_id
+VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING id
 """
 
 #: Where a scene just staged ($1 project, $2 act, $3 its id) lands in the act: after the newest scene list
@@ -181,13 +184,14 @@ class ProjectRepository:
         as a new row under `hold_id`: one INSERT, the project's other rows untouched. Returns, for an added
         scene, its index in the act (else -1)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_STAGE, project_path, user_id, kind, act_key, scene_index, json.dumps(payload),
-                                      hold_id)
-            if row is None:
+            project_id = await conn.fetchval(_LOCKED_PROJECT_ID if kind == "scene" else _PROJECT_ID, project_path,
+                                             user_id)
+            if project_id is None:
                 raise ProjectNotFound()
+            part_id = await conn.fetchval(_STAGE, project_id, kind, act_key, scene_index, json.dumps(payload), hold_id)
             if kind != "scene":
                 return -1
-            return int(await conn.fetchval(_SCENE_INDEX, row["project_id"], act_key, row["id"]))
+            return int(await conn.fetchval(_SCENE_INDEX, project_id, act_key, part_id))
 
     async def discard_unpaid(self) -> int:
         """Delete what voided or expired holds staged; mark what posted ones staged as settled. Returns how

@@ -9,7 +9,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health
 
-from common.db import apply_migrations, create_pool
+from common.db import create_pool, wait_for_schema
 from common.grpc_server import create_server as create_grpc_server
 from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
@@ -40,9 +40,9 @@ async def run(settings: GenerationSettings) -> None:
     tokens = tokens_or_exit(settings)  # before anything else: no token, no start
     if settings.anthropic_api_key is None:
         raise SystemExit("ANTHROPIC_API_KEY is not set (`make run` starts the local simulator when it is unset)")
-    pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    async with pool.acquire() as conn:
-        await apply_migrations(conn, settings.migrations_dir)
+    pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                             application_name="generation")
+    await wait_for_schema(pool, settings.migrations_dir)
     claude = ClaudeClient(
         api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url,
         policy=settings.retry_policy,

@@ -18,13 +18,15 @@ import grpc
 import httpx
 import psutil
 
+from common.db_roles import role_passwords
 from devstack.embedded_pg import EmbeddedPostgres
 from protos import auth_pb2, auth_pb2_grpc
 from tests.stack import Stack, free_port
 
 
 class Run:
-    def __init__(self, data_dir: Path, ports: dict[str, int], database_url: str | None = None) -> None:
+    def __init__(self, data_dir: Path, ports: dict[str, int], database_url: str | None = None,
+                 extra: dict[str, str] | None = None) -> None:
         env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
                "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
                "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]), "LOG_LEVEL": "WARNING"}
@@ -33,6 +35,7 @@ class Run:
             env.pop(name, None)
         if database_url:
             env["DATABASE_URL"] = database_url
+        env.update(extra or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "devstack.cli", "run"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines: list[str] = []
@@ -142,8 +145,13 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
 
 
 def test_make_run_uses_database_url_and_starts_no_postgres(tmp_path: Path, stack: Stack) -> None:
+    """Against a database another deployment (the session stack) already runs on: it is given the service
+    roles' passwords, as every launcher or bootstrap against one database must be (roles belong to the
+    cluster; a new password would lock out the running services' new connections)."""
     ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim")}
-    run = Run(tmp_path, ports, database_url=stack.dsn)
+    passwords = {f"{service.upper()}_DB_PASSWORD": secret
+                 for service, secret in role_passwords(stack.data_dir, {}).items()}
+    run = Run(tmp_path, ports, database_url=stack.dsn, extra=passwords)
     try:
         run.wait_ready()
         output = "\n".join(run.lines)
