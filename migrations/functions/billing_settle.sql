@@ -9,9 +9,11 @@
 --     Reserve that arrives later places nothing; posting one raises FB001 hold_not_found.
 -- A post of a hold with an idempotency key keeps the result (p_result_json) for replays.
 --
--- Lock order, as everywhere in billing: hold rows first, then account rows (billing_settle_many locks all
--- its holds by id, then all its accounts by user id, before settling any). Reserves and grants lock only
--- an account row, so nothing waits in a cycle.
+-- Lock order, as everywhere in billing: holds first, then account rows (billing_settle_many locks all its
+-- holds, then all its accounts by user id, before settling any). Reserves and grants lock only an account
+-- row, so nothing waits in a cycle. A hold is locked with a transaction advisory lock on its id (class
+-- 1178947400, "FSGH") rather than FOR UPDATE: a row lock needs UPDATE privilege, and billing's role may not
+-- update holds (migrations/0011_service_roles.sql).
 CREATE FUNCTION billing_settle(
     p_hold_id uuid, p_user_id bigint, p_outcome text, p_charge numeric, p_result_json text, p_request_id text,
     p_endpoint text, p_method text, p_input_tokens integer, p_output_tokens integer, p_provider_cost numeric,
@@ -40,7 +42,8 @@ BEGIN
         RAISE EXCEPTION 'a % hold cannot charge %', outcome, charge USING ERRCODE = 'FB005';
     END IF;
 
-    SELECT * INTO h FROM credit_holds WHERE id = p_hold_id FOR UPDATE;
+    PERFORM pg_advisory_xact_lock(1178947400, hashtext(p_hold_id::text));
+    SELECT * INTO h FROM credit_holds WHERE id = p_hold_id;
     IF NOT FOUND THEN
         IF outcome <> 'voided' THEN
             RAISE EXCEPTION 'hold % not found', p_hold_id USING ERRCODE = 'FB001';

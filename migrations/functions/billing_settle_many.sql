@@ -1,6 +1,7 @@
 -- Group commit: many settlements in one statement and one transaction, each exactly as billing_settle alone.
 -- One array per argument of billing_settle; one row per item, numbered by `item` (1-based, the order given).
--- Every hold is locked first (by id), then every account (by user id), and only then is anything settled:
+-- Every hold is locked first (its advisory lock, in key order; see billing_settle), then every account (by
+-- user id), and only then is anything settled:
 -- the order billing_settle takes for one hold, so a batch never waits in a cycle with a single settle, the
 -- sweeper, another batch, a reserve or a grant. A statement error (an unknown hold, a charge over its hold)
 -- rolls the batch back; the caller then runs the items one by one, so that item alone fails.
@@ -17,7 +18,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     i integer;
 BEGIN
-    PERFORM 1 FROM credit_holds h WHERE h.id = ANY (p_hold_ids) ORDER BY h.id FOR UPDATE;
+    PERFORM pg_advisory_xact_lock(1178947400, k)
+    FROM (SELECT DISTINCT hashtext(id::text) AS k FROM unnest(p_hold_ids) AS id ORDER BY k) AS keys;
     PERFORM 1 FROM credit_accounts a WHERE a.user_id = ANY (p_user_ids) ORDER BY a.user_id FOR UPDATE;
     FOR i IN SELECT s.i FROM generate_subscripts(p_hold_ids, 1) AS s(i) ORDER BY s.i LOOP
         item := i;

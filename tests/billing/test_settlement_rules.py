@@ -104,18 +104,17 @@ async def test_a_voided_or_expired_hold_charges_nothing(repo: BillingRepository,
     assert (await repo.balance(uid)).held == 10
     # The table refuses it too, whoever writes it.
     hid = uuid.UUID(hold)
+    insert = ("INSERT INTO credit_hold_resolutions (hold_id, user_id, pending_amount, outcome, amount) "
+              "VALUES ($1, $2, $3, $4, $5)")
     for outcome, amount, error in (("voided", D(3), asyncpg.CheckViolationError),
                                    ("expired", D("0.0001"), asyncpg.CheckViolationError),
                                    ("posted", D("10.0001"), asyncpg.CheckViolationError)):
         with pytest.raises(error):
-            await pool.execute("INSERT INTO credit_hold_resolutions (hold_id, user_id, pending_amount, outcome, amount) "
-                               "VALUES ($1, $2, 10, $3, $4)", hid, uid, outcome, amount)
+            await pool.execute(insert, hid, uid, D(10), outcome, amount)
     with pytest.raises(asyncpg.ForeignKeyViolationError):  # another account, or another pending amount
-        await pool.execute("INSERT INTO credit_hold_resolutions (hold_id, user_id, pending_amount, outcome, amount) "
-                           "VALUES ($1, $2, 10, 'voided', 0)", hid, uid + 1)
+        await pool.execute(insert, hid, uid + 1, D(10), "voided", D(0))
     with pytest.raises(asyncpg.ForeignKeyViolationError):
-        await pool.execute("INSERT INTO credit_hold_resolutions (hold_id, user_id, pending_amount, outcome, amount) "
-                           "VALUES ($1, $2, 20, 'posted', 15)", hid, uid)
+        await pool.execute(insert, hid, uid, D(20), "posted", D(15))
     await repo.release(hold, uid, USAGE)
     await assert_clean(repo, uid)
 
