@@ -64,5 +64,10 @@ async def grpc_channel(stack: Stack, request: pytest.FixtureRequest) -> AsyncIte
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep whole-stack restarts (fault tests) last so they don't slow other tests' retries."""
-    items.sort(key=lambda item: "faults" in Path(str(item.fspath)).name)
+    """Keep whole-stack restarts (fault tests) last so they don't slow other tests' retries, and the check of
+    the books after the whole suite after everything."""
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        name = Path(str(item.fspath)).name
+        return name == "test_books_after_the_suite.py", "faults" in name
+
+    items.sort(key=order)

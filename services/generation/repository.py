@@ -34,18 +34,18 @@ def _not_discarded(alias: str) -> str:
             f"WHERE o.hold_id = {alias}.hold_id AND o.outcome <> 'posted'))")
 
 
+#: The project ($1 path, $2 user) with its paid parts in the order they were saved, in one round trip ($3:
+#: whether to read dialogue, the largest part of a finished script, which no prompt carries).
 _PROJECT = f"""
-SELECT p.id, p.project_path, p.title, p.story_input, p.template, p.structure, p.created_at, p.updated_at
+SELECT p.project_path, p.title, p.story_input, p.template, p.structure, p.created_at,
+       greatest(p.updated_at, (SELECT max(pp.created_at) FROM project_parts pp
+                               WHERE pp.project_id = p.id AND {_paid('pp')})) AS updated_at,
+       (SELECT COALESCE(jsonb_agg(jsonb_build_object('kind', pp.kind, 'act_key', pp.act_key,
+                                                     'scene_index', pp.scene_index, 'payload', pp.payload)
+                                  ORDER BY pp.id), '[]')
+        FROM project_parts pp
+        WHERE pp.project_id = p.id AND ($3 OR pp.kind <> 'dialogue') AND {_paid('pp')}) AS parts
 FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}
-"""
-
-#: The project's paid parts in the order they were saved ($2: whether to read dialogue, the largest part of
-#: a finished script, which no prompt carries).
-_PARTS = f"""
-SELECT pp.kind, pp.act_key, pp.scene_index, pp.payload, pp.created_at
-FROM project_parts pp
-WHERE pp.project_id = $1 AND ($2 OR pp.kind <> 'dialogue') AND {_paid('pp')}
-ORDER BY pp.id
 """
 
 _LIST = f"""
@@ -61,14 +61,16 @@ INSERT INTO projects (user_id, project_path, title, story_input, template, struc
 VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
 """
 
-#: A paid project of the user ($1 path, $2 user); none = no such project (or deleted since it was planned).
-_PROJECT_ID = f"SELECT p.id FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}"
-#: The same, locked until the transaction ends: scenes added to one project are numbered one at a time.
-_LOCKED_PROJECT_ID = _PROJECT_ID + " FOR NO KEY UPDATE"
-
-_STAGE = """
+#: Stage a part of a paid project of the user ($1 path, $2 user) in one statement; no row = no such project
+#: (or deleted since it was planned).
+_STAGE = f"""
 INSERT INTO project_parts (project_id, kind, act_key, scene_index, payload, hold_id)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING id
+SELECT p.id, $3, $4, $5, $6::jsonb, $7 FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}
+RETURNING id, project_id
+"""
+#: The project's row, locked until the transaction ends: scenes added to one project are numbered one at a time.
+_LOCK_PROJECT = f"""
+SELECT p.id FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')} FOR NO KEY UPDATE
 """
 
 #: Where a scene just staged ($1 project, $2 act, $3 its id) lands in the act: after the newest scene list
@@ -107,16 +109,15 @@ def new_project_path(title: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def _document(row: asyncpg.Record, parts: list[asyncpg.Record], with_dialogue: bool) -> dict[str, Any]:
+def _document(row: asyncpg.Record, with_dialogue: bool) -> dict[str, Any]:
     """The project as one document, its parts applied in the order they were saved: the newest plot points
     of an act, the newest scene list of an act and the scenes added after it, the newest dialogue of a
     scene."""
     plot_points: dict[str, Any] = {}
     scenes: dict[str, list[Any]] = {}
     dialogue: dict[str, Any] = {}
-    updated_at = row["updated_at"]
-    for part in parts:
-        payload = json.loads(part["payload"])
+    for part in json.loads(row["parts"]):
+        payload = part["payload"]
         kind, act = part["kind"], part["act_key"]
         if kind == "plot_points":
             plot_points[act] = payload
@@ -126,7 +127,6 @@ def _document(row: asyncpg.Record, parts: list[asyncpg.Record], with_dialogue: b
             scenes.setdefault(act, []).append(payload)
         else:
             dialogue[f"{act}:{part['scene_index']}"] = payload
-        updated_at = max(updated_at, part["created_at"])
     doc: dict[str, Any] = {
         "project_path": row["project_path"], "title": row["title"],
         "story_input": json.loads(row["story_input"]), "template": json.loads(row["template"]),
@@ -135,7 +135,7 @@ def _document(row: asyncpg.Record, parts: list[asyncpg.Record], with_dialogue: b
     if with_dialogue:
         doc["dialogue"] = dialogue
     doc["created_at"] = row["created_at"].isoformat()
-    doc["updated_at"] = updated_at.isoformat()
+    doc["updated_at"] = row["updated_at"].isoformat()
     return doc
 
 
@@ -161,12 +161,10 @@ class ProjectRepository:
         """The whole project; `for_planning` leaves out the dialogue (no prompt carries it)."""
         if not PROJECT_PATH.fullmatch(project_path):
             raise ProjectNotFound()
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            row = await conn.fetchrow(_PROJECT, project_path, user_id)
-            if row is None:
-                raise ProjectNotFound()
-            parts = await conn.fetch(_PARTS, row["id"], not for_planning)
-        return _document(row, list(parts), not for_planning)
+        row = await self._pool.fetchrow(_PROJECT, project_path, user_id, not for_planning)
+        if row is None:
+            raise ProjectNotFound()
+        return _document(row, not for_planning)
 
     async def list(self, user_id: int) -> list[asyncpg.Record]:
         return list(await self._pool.fetch(_LIST, user_id))
@@ -183,15 +181,16 @@ class ProjectRepository:
         """Save one part (plot points of an act, the scenes of an act, one added scene, one scene's dialogue)
         as a new row under `hold_id`: one INSERT, the project's other rows untouched. Returns, for an added
         scene, its index in the act (else -1)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            project_id = await conn.fetchval(_LOCKED_PROJECT_ID if kind == "scene" else _PROJECT_ID, project_path,
-                                             user_id)
-            if project_id is None:
+        values = (project_path, user_id, kind, act_key, scene_index, json.dumps(payload), hold_id)
+        if kind != "scene":
+            if await self._pool.fetchrow(_STAGE, *values) is None:
                 raise ProjectNotFound()
-            part_id = await conn.fetchval(_STAGE, project_id, kind, act_key, scene_index, json.dumps(payload), hold_id)
-            if kind != "scene":
-                return -1
-            return int(await conn.fetchval(_SCENE_INDEX, project_id, act_key, part_id))
+            return -1
+        async with self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(_LOCK_PROJECT, project_path, user_id) is None:
+                raise ProjectNotFound()
+            row = await conn.fetchrow(_STAGE, *values)
+            return int(await conn.fetchval(_SCENE_INDEX, row["project_id"], act_key, row["id"]))
 
     async def discard_unpaid(self) -> int:
         """Delete what voided or expired holds staged; mark what posted ones staged as settled. Returns how

@@ -35,7 +35,8 @@ STALL = "stall_after_save:6000"
 
 @pytest.fixture(scope="module")
 def seam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = {"EDGE_GENERATION_TIMEOUT_SECONDS": str(EDGE_DEADLINE_SECONDS), "FSG_FAULT_INJECTION": "1"}
+    settings = {"EDGE_GENERATION_TIMEOUT_SECONDS": str(EDGE_DEADLINE_SECONDS), "FSG_FAULT_INJECTION": "1",
+                "GENERATION_CLEANUP_INTERVAL_SECONDS": "1"}
     with own_stack(tmp_path_factory, "seam", settings) as stack:
         yield stack
 
@@ -190,3 +191,33 @@ async def test_a_commit_whose_answer_is_lost_is_answered_truthfully(
     assert visible_projects(impatient, user) == [response.json()["projectPath"]]
     books = await assert_books_balance(db, user.id)
     assert books.available == 50 - charged
+
+
+async def test_an_edge_that_dies_before_its_commit_charges_nothing_and_keeps_nothing(
+    seam: Stack, client: httpx.Client, users: UserFactory, db: asyncpg.Connection
+) -> None:
+    """The edge dies once the result is staged, before it posts the hold. Nobody will post it: it expires at
+    its deadline (5 s on this edge), nothing is charged, the staged project is never listed and is then
+    deleted, and a retry with the key runs afresh and is charged once."""
+    user = users.create(credits=50, prefix="edgedies")
+    key = uuid.uuid4().hex
+    env = {"EDGE_SETTLE_RETRY_SECONDS": "1", "EDGE_HOLD_MARGIN_SECONDS": "0"}
+    with seam.replica("edge_doomed", "edge", env) as url, httpx.Client(base_url=url, timeout=30) as doomed, \
+            pytest.raises(httpx.TransportError):
+        await asyncio.to_thread(structure, doomed, user, key=key, fault="crash_before_commit")
+    hold = await db.fetchrow("SELECT id, request_id FROM credit_holds WHERE user_id = $1", user.id)
+    staged = await db.fetchval("SELECT count(*) FROM projects WHERE hold_id = $1", hold["id"])
+    assert staged == 1 and visible_projects(client, user) == []
+    assert await wait_for_outcome(db, hold["request_id"], timeout=30) == "expired"
+    for _ in range(50):  # generation's cleanup runs every second here
+        if not await db.fetchval("SELECT count(*) FROM projects WHERE hold_id = $1", hold["id"]):
+            break
+        await asyncio.sleep(0.2)
+    assert await db.fetchval("SELECT count(*) FROM projects WHERE hold_id = $1", hold["id"]) == 0
+    books = await assert_books_balance(db, user.id)
+    assert books.charged == 0 and books.available == 50
+
+    retry = await asyncio.to_thread(structure, client, user, key=key)
+    await assert_paid_once_or_refused(db, client, user, retry)
+    assert retry.status_code == 200
+    await asyncio.to_thread(assert_reconciled, seam)
