@@ -26,12 +26,11 @@ import httpx2
 
 from bench import load
 from bench.harness import BenchStack, CpuMeter, Profiler, py_spy
-from services.generation import prompts, tools
+from services.generation import outputs, prompts
 from services.generation.claude import read_message
-from services.generation.planner import DEFAULT_MAX_TOKENS
+from services.generation.kinds import KINDS
 from services.generation.pricing import PriceTable
-
-Kind = tools
+from services.generation.project import Project
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FULL_COUNTS = {1: 300, 16: 1000, 64: 1000}
@@ -147,26 +146,22 @@ class Direct:
 
 def scene_requests(docs: list[dict[str, Any]], total: int, model: str) -> list[dict[str, Any]]:
     """Request i went to project i % K when that project held i // K scenes of the act; rebuild exactly
-    that Messages request (Planner.plan + ClaudeClient.call for Kind.SCENE) from the final documents."""
-    tool = tools.scene_tool()
-    max_tokens = DEFAULT_MAX_TOKENS[tools_kind_scene()]  # type: ignore[index]
+    that Messages request (the scene kind's prompt and tool, as Planner.plan builds them) from the final
+    documents."""
+    kind = KINDS["scene"]
+    assert kind.tool is not None
+    tool = outputs.tool(kind.tool.name, kind.tool.description, outputs.Scene)
     out = []
     for i in range(total):
-        doc = docs[i % len(docs)]
-        scenes = doc["scenes"].get(ACT, [])
-        then = {**doc, "scenes": {**doc["scenes"], ACT: scenes[: i // len(docs)]}}
+        project = Project.model_validate(docs[i % len(docs)])
+        scenes = project.scenes.get(ACT, [])
+        then = project.model_copy(update={"scenes": {**project.scenes, ACT: scenes[: i // len(docs)]}})
         out.append({
-            "model": model, "max_tokens": max_tokens, "system": prompts.SYSTEM,
-            "messages": [{"role": "user", "content": prompts.scene_prompt(then, ACT)}],
+            "model": model, "max_tokens": kind.default_max_tokens, "system": prompts.SYSTEM,
+            "messages": [{"role": "user", "content": prompts.scene(then, ACT)}],
             "tools": [tool], "tool_choice": {"type": "tool", "name": tool["name"]},
         })
     return out
-
-
-def tools_kind_scene() -> int:
-    from protos import generation_pb2
-
-    return generation_pb2.Kind.SCENE
 
 
 # -- one concurrency level --------------------------------------------------------------------------------

@@ -51,17 +51,16 @@ _VOIDS: set[asyncio.Task[billing_pb2.SettleResponse | None]] = set()
 
 @dataclass(frozen=True)
 class MeteredCall:
-    """What a route asks for: a generation request, the endpoint's minimum hold, and the caller's key."""
+    """What a route asks for: a generation request (its kind's own part inside) and the caller's key."""
 
-    endpoint: str
-    minimum: Decimal
     request: generation_pb2.GenerateRequest
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Call:
-    """One attempt of a metered call, as the pipeline runs it."""
+    """One attempt of a metered call, as the pipeline runs it. Its endpoint is the kind's own name until
+    Prepare answers the plan, which names it as usage rows and metrics do."""
 
     clients: ServiceClients
     settings: EdgeSettings
@@ -84,14 +83,14 @@ class _Call:
         )
 
 
-def fingerprint(endpoint: str, request: generation_pb2.GenerateRequest) -> bytes:
-    """What makes two requests "the same" for an Idempotency-Key: the endpoint and every field the caller
-    chose (minus the per-attempt ones)."""
+def fingerprint(request: generation_pb2.GenerateRequest) -> bytes:
+    """What makes two requests "the same" for an Idempotency-Key: every field the caller chose (its kind's
+    own request included, so another kind is another request), minus the per-attempt ones."""
     same = generation_pb2.GenerateRequest()
     same.CopyFrom(request)
     for name in _PER_ATTEMPT_FIELDS:
         same.ClearField(name)  # type: ignore[arg-type]
-    return hashlib.sha256(endpoint.encode() + b"\0" + same.SerializeToString(deterministic=True)).digest()
+    return hashlib.sha256(same.SerializeToString(deterministic=True)).digest()
 
 
 async def run_metered(clients: ServiceClients, settings: EdgeSettings, caller: Caller, metered: MeteredCall
@@ -114,8 +113,8 @@ async def _run(clients: ServiceClients, settings: EdgeSettings, caller: Caller, 
     request.user_id = caller.id
     key = metered.idempotency_key
     call = _Call(
-        clients, settings, caller, metered.endpoint, request_id, str(uuid.uuid4()), key,
-        fingerprint(metered.endpoint, request) if key else b"",
+        clients, settings, caller, str(request.WhichOneof("kind")), request_id, str(uuid.uuid4()), key,
+        fingerprint(request) if key else b"",
         faults.parse(request.simulator_fault, enabled=settings.fault_injection), time.monotonic(),
     )
     request.request_id = request_id
@@ -128,7 +127,8 @@ async def _run(clients: ServiceClients, settings: EdgeSettings, caller: Caller, 
             # project was deleted since): the retry gets the first result.
             return await _answer_from_record(call, exc)
         raise
-    required = max(metered.minimum, from_wire(plan.max_cost))
+    call.endpoint = plan.endpoint
+    required = from_wire(plan.required)
 
     reserved = await _reserve(call, required)
     if reserved.reason == Reason.KEY_REPLAY:
@@ -203,7 +203,7 @@ async def _execute(call: _Call, plan: generation_pb2.Plan, required: Decimal) ->
     """Run the plan. On any failure the hold is voided: this edge is the only one that could post it, and it
     will not, so the answer can say "not charged" (and the staged result, if any, is never seen)."""
     request = generation_pb2.ExecuteRequest(plan=plan, hold_id=call.hold_id, budget=to_wire(required))
-    path = plan.request.project_path
+    path = _project_path(plan.request)
     try:
         executed = await call.clients.generation.Execute(request, timeout=call.settings.generation_timeout_seconds)
     except grpc.aio.AioRpcError as exc:
@@ -298,6 +298,12 @@ def _answer_settled(call: _Call, executed: generation_pb2.ExecuteResponse,
     raise ApiError(503, "Not charged",
                    "The hold on your credits ended before this call could be charged, so you were not charged and "
                    "its result was not kept; please retry", requestId=call.request_id)
+
+
+def _project_path(request: generation_pb2.GenerateRequest) -> str:
+    """The project a call works on ("" for a kind that creates one)."""
+    own = getattr(request, str(request.WhichOneof("kind")))
+    return str(getattr(own, "project_path", ""))
 
 
 def success_response(result_json: str, input_tokens: int, output_tokens: int, model: str, charged: Decimal,

@@ -9,6 +9,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+from google.protobuf.struct_pb2 import Struct
+
+from protos import generation_pb2
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,13 @@ async def db_snapshot(db: asyncpg.Connection, *user_ids: int) -> dict[str, Any]:
            FROM credit_hold_resolutions r JOIN credit_holds h ON h.id = r.hold_id
            WHERE h.user_id = ANY($1::bigint[])""", ids))
     return snapshot
+
+
+def structure_request(user_id: int, story: dict[str, Any], template_id: str, *, model: str = "",
+                      request_id: str = "") -> generation_pb2.GenerateRequest:
+    """A structure call as the edge sends it to generation (tests that speak gRPC build theirs here)."""
+    story_input = Struct()
+    story_input.update(story)
+    return generation_pb2.GenerateRequest(
+        user_id=user_id, request_id=request_id, model=model,
+        structure=generation_pb2.StructureRequest(story_input=story_input, template_id=template_id))

@@ -81,6 +81,6 @@ async def export_project(
     clients = request.app.state.clients
     reply = await clients.call("generation", clients.generation.ExportProject,
                                generation_pb2.ExportRequest(user_id=caller.id, project_path=project_path,
-                                                            format=format))
+                                                            format=format, writer=caller.username))
     return Response(reply.content, media_type=reply.content_type,
                     headers={"Content-Disposition": f'attachment; filename="{reply.filename}"'})

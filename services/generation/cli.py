@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from common.cli import run_with_repository
-from services.generation import export
+from services.generation.export import FORMATS
 from services.generation.pricing import PriceTable
 from services.generation.repository import ProjectRepository
 from services.generation.settings import GenerationSettings
@@ -41,16 +39,14 @@ def templates() -> None:
 
 
 @app.command("export")
-def export_project(user_id: int, project_path: str, fmt: str = typer.Option("fountain", "--format")) -> None:
+def export_project(user_id: int, project_path: str, fmt: str = typer.Option("fountain", "--format"),
+                   writer: str = typer.Option("", help="the name the title page credits (else the story's author)"),
+                   ) -> None:
     """Print a user's project as fountain, text or json."""
-
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"one of {', '.join(FORMATS)}", param_hint="--format")
     project = run_with_repository(GenerationSettings(), ProjectRepository, lambda repo: repo.get(user_id, project_path))
-    if fmt == "fountain":
-        typer.echo(export.to_fountain(project))
-    elif fmt == "text":
-        typer.echo(export.to_text(project))
-    else:
-        typer.echo(json.dumps(export.to_json(project), indent=2, ensure_ascii=False))
+    typer.echo(FORMATS[fmt].render(project, writer))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Any
 import asyncpg
 
 from services.generation.errors import ProjectNotFound, ProjectPathTaken
+from services.generation.project import Project
+from services.generation.templates import StoryTemplate
 
 PROJECT_PATH = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 
@@ -109,10 +111,10 @@ def new_project_path(title: str) -> str:
     return f"{slug}-{secrets.token_hex(4)}"
 
 
-def _document(row: asyncpg.Record, with_dialogue: bool) -> dict[str, Any]:
-    """The project as one document, its parts applied in the order they were saved: the newest plot points
-    of an act, the newest scene list of an act and the scenes added after it, the newest dialogue of a
-    scene."""
+def assemble(row: asyncpg.Record) -> Project:
+    """The project from its row and its paid parts, applied in the order they were saved: the newest plot
+    points of an act, the newest scene list of an act and the scenes added after it, the newest dialogue of
+    a scene."""
     plot_points: dict[str, Any] = {}
     scenes: dict[str, list[Any]] = {}
     dialogue: dict[str, Any] = {}
@@ -127,16 +129,32 @@ def _document(row: asyncpg.Record, with_dialogue: bool) -> dict[str, Any]:
             scenes.setdefault(act, []).append(payload)
         else:
             dialogue[f"{act}:{part['scene_index']}"] = payload
-    doc: dict[str, Any] = {
-        "project_path": row["project_path"], "title": row["title"],
-        "story_input": json.loads(row["story_input"]), "template": json.loads(row["template"]),
-        "structure": json.loads(row["structure"]), "plot_points": plot_points, "scenes": scenes,
-    }
-    if with_dialogue:
-        doc["dialogue"] = dialogue
-    doc["created_at"] = row["created_at"].isoformat()
-    doc["updated_at"] = row["updated_at"].isoformat()
-    return doc
+    return Project.model_validate({
+        "project_path": row["project_path"], "title": row["title"], "story_input": json.loads(row["story_input"]),
+        "template": json.loads(row["template"]), "structure": json.loads(row["structure"]),
+        "plot_points": plot_points, "scenes": scenes, "dialogue": dialogue, "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    })
+
+
+class Stager:
+    """Saves one call's answer under the hold that pays for it (kinds.Stage)."""
+
+    def __init__(self, repository: ProjectRepository, user_id: int, path: str, hold_id: uuid.UUID | None) -> None:
+        self._repository = repository
+        self._user_id = user_id
+        self._hold_id = hold_id
+        self.path = path
+
+    async def project(self, title: str, story_input: dict[str, Any], template: StoryTemplate,
+                      structure: dict[str, Any]) -> str:
+        self.path = await self._repository.create(self._user_id, title, story_input,
+                                                  template.model_dump(mode="json"), structure, self._hold_id)
+        return self.path
+
+    async def part(self, kind: str, act_key: str, payload: Any, scene_index: int = -1) -> int:
+        return await self._repository.stage(self._user_id, self.path, kind, act_key, payload, self._hold_id,
+                                            scene_index)
 
 
 class ProjectRepository:
@@ -157,14 +175,17 @@ class ProjectRepository:
             raise ProjectPathTaken() from exc
         return path
 
-    async def get(self, user_id: int, project_path: str, *, for_planning: bool = False) -> dict[str, Any]:
+    async def get(self, user_id: int, project_path: str, *, for_planning: bool = False) -> Project:
         """The whole project; `for_planning` leaves out the dialogue (no prompt carries it)."""
         if not PROJECT_PATH.fullmatch(project_path):
             raise ProjectNotFound()
         row = await self._pool.fetchrow(_PROJECT, project_path, user_id, not for_planning)
         if row is None:
             raise ProjectNotFound()
-        return _document(row, not for_planning)
+        return assemble(row)
+
+    def stager(self, user_id: int, project_path: str, hold_id: uuid.UUID | None) -> Stager:
+        return Stager(self, user_id, project_path, hold_id)
 
     async def list(self, user_id: int) -> list[asyncpg.Record]:
         return list(await self._pool.fetch(_LIST, user_id))

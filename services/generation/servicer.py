@@ -18,21 +18,14 @@ from common.errors import answer_each
 from common.faults import FaultPoint
 from common.money import ZERO, InvalidAmount, parse_credits, to_wire
 from protos import generation_pb2, generation_pb2_grpc
-from services.generation import export
 from services.generation.claude import ClaudeClient
-from services.generation.errors import InvalidGenerationInput, PlanOverBudget, ProjectNotFound
-from services.generation.planner import Planner
+from services.generation.errors import InvalidGenerationInput, ProjectNotFound
+from services.generation.export import FORMATS
+from services.generation.outputs import InvalidOutput
+from services.generation.planner import Planner, check_budget, template_message
 from services.generation.prompts import SYSTEM
-from services.generation.tools import InvalidOutput
 
 log = logging.getLogger(__name__)
-
-EXPORT_FORMATS = {
-    "fountain": ("text/plain; charset=utf-8", "fountain"),
-    "text": ("text/plain; charset=utf-8", "txt"),
-    "json": ("application/json", "json"),
-}
-
 
 class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     def __init__(self, planner: Planner, claude: ClaudeClient, *, simulated: bool,
@@ -59,18 +52,18 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     ) -> generation_pb2.ExecuteResponse:
         plan = self._planner.from_message(request.plan)
         hold_id = _hold_id(request.hold_id)
-        if plan.max_cost > _budget(request.budget):
-            raise PlanOverBudget()
+        check_budget(plan, _budget(request.budget))
         injected = faults.parse(plan.request.simulator_fault, enabled=self._fault_injection)
         headers = {"x-sim-fault": injected.simulator} if self._simulated and injected.simulator else None
         reply = await self._claude.call(
-            model=plan.price.id, max_tokens=plan.max_tokens, system=SYSTEM, prompt=plan.prompt, tool=plan.tool,
-            extra_headers=headers,
+            model=plan.price.id, max_tokens=plan.max_tokens, system=SYSTEM, prompt=plan.draft.prompt,
+            tool=plan.tool, extra_headers=headers,
         )
         cost = plan.price.cost(reply.input_tokens, reply.output_tokens) if reply.ok else ZERO
         response = generation_pb2.ExecuteResponse(
             model=plan.price.id, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
-            cost=to_wire(cost), provider_request_id=reply.request_id, project_path=plan.request.project_path,
+            cost=to_wire(cost), provider_request_id=reply.request_id,
+            project_path=getattr(plan.own, "project_path", ""),
         )
         if not reply.ok:
             log.warning("claude call failed: %s (%s)", reply.error_type, reply.error_message)
@@ -104,13 +97,13 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self, request: generation_pb2.ListTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.ListTemplatesResponse:
         return generation_pb2.ListTemplatesResponse(
-            templates=[_template_message(t.model_dump()) for t in self._planner.templates.list()]
+            templates=[template_message(t) for t in self._planner.templates.list()]
         )
 
     async def GetTemplate(
         self, request: generation_pb2.GetTemplateRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.Template:
-        return _template_message(self._planner.template(request.id))
+        return template_message(self._planner.template(request.id))
 
     async def ListProjects(
         self, request: generation_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
@@ -130,7 +123,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self, request: generation_pb2.ProjectRef, context: grpc.aio.ServicerContext
     ) -> generation_pb2.ProjectDocument:
         project = await self._planner.projects.get(request.user_id, request.project_path)
-        return generation_pb2.ProjectDocument(project_json=json.dumps(project, ensure_ascii=False))
+        return generation_pb2.ProjectDocument(project_json=json.dumps(project.document(), ensure_ascii=False))
 
     async def DeleteProject(
         self, request: generation_pb2.ProjectRef, context: grpc.aio.ServicerContext
@@ -141,18 +134,13 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     async def ExportProject(
         self, request: generation_pb2.ExportRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.ExportResponse:
-        if request.format not in EXPORT_FORMATS:
-            raise InvalidGenerationInput("format must be one of fountain, text, json")
+        export = FORMATS.get(request.format)
+        if export is None:
+            raise InvalidGenerationInput(f"format must be one of {', '.join(FORMATS)}")
         project = await self._planner.projects.get(request.user_id, request.project_path)
-        content_type, extension = EXPORT_FORMATS[request.format]
-        if request.format == "fountain":
-            content = export.to_fountain(project)
-        elif request.format == "text":
-            content = export.to_text(project)
-        else:
-            content = json.dumps(export.to_json(project), ensure_ascii=False, indent=2)
         return generation_pb2.ExportResponse(
-            content=content, content_type=content_type, filename=f"{project['project_path']}.{extension}"
+            content=export.render(project, request.writer), content_type=export.content_type,
+            filename=f"{project.project_path}.{export.extension}",
         )
 
     async def ListModels(
@@ -182,11 +170,3 @@ def _budget(value: str) -> Any:
         return parse_credits(value)
     except InvalidAmount as exc:
         raise InvalidGenerationInput("budget must be the credits held, a positive decimal") from exc
-
-
-def _template_message(t: dict[str, Any]) -> generation_pb2.Template:
-    return generation_pb2.Template(
-        id=t["id"], name=t["name"], description=t.get("description", ""),
-        acts=[generation_pb2.TemplateAct(key=a["key"], name=a["name"], description=a.get("description", ""))
-              for a in t["acts"]],
-    )

@@ -7,7 +7,6 @@ the same key with a different body is a 422; while the first attempt runs, a ret
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -18,7 +17,7 @@ import httpx
 from edge.pipeline import fingerprint
 from protos import billing_pb2, billing_pb2_grpc, generation_pb2, generation_pb2_grpc
 from tests.generation.test_endpoints import STORY, parse, snapshot
-from tests.helpers import PAID_PROJECTS, TestUser, UserFactory
+from tests.helpers import PAID_PROJECTS, TestUser, UserFactory, structure_request
 from tests.stack import Stack
 
 STRUCTURE = {"storyInput": STORY, "template": "three-act"}
@@ -197,14 +196,13 @@ async def test_an_attempt_abandoned_after_its_result_was_staged_is_never_deliver
     user = users.create(credits=100)
     key, hold_id, request_id = uuid.uuid4().hex, str(uuid.uuid4()), f"req_{uuid.uuid4().hex}"
     # Exactly the request the edge builds for this body (the key's fingerprint must match).
-    gen = generation_pb2.GenerateRequest(kind=generation_pb2.STRUCTURE, user_id=user.id, template_id="three-act",
-                                         story_input_json=json.dumps(STORY))
-    digest = fingerprint("/api/generate-structure", gen)
+    gen = structure_request(user.id, STORY, "three-act")
+    digest = fingerprint(gen)
     gen.request_id = request_id
     async with stack.channel("generation") as gch, stack.channel("billing") as bch:
         generation, billing = generation_pb2_grpc.GenerationStub(gch), billing_pb2_grpc.BillingStub(bch)
         plan = await generation.Prepare(gen)
-        required = max(Decimal(10), Decimal(plan.max_cost))
+        required = Decimal(plan.required)
         reserved = await billing.Reserve(billing_pb2.ReserveRequest(
             hold_id=hold_id, user_id=user.id, amount=str(required), endpoint="/api/generate-structure",
             request_id=request_id, ttl_seconds=2, idempotency_key=key, fingerprint=digest))

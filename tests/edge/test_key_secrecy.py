@@ -24,7 +24,7 @@ import pytest
 
 from devstack.embedded_pg import tool_path
 from protos import auth_pb2, auth_pb2_grpc, generation_pb2, generation_pb2_grpc
-from tests.helpers import key_leaks
+from tests.helpers import key_leaks, structure_request
 from tests.stack import Stack
 
 STORY = {"storyInput": {"title": "Secrets", "logline": "Nobody tells."}, "template": "three-act"}
@@ -259,10 +259,9 @@ async def test_generation_errors_quoting_input_never_carry_a_key(traffic: Traffi
             if call == "GetTemplate":
                 await generation.GetTemplate(generation_pb2.GetTemplateRequest(id=key))
             else:
-                await generation.Prepare(generation_pb2.GenerateRequest(
-                    kind=generation_pb2.Kind.STRUCTURE, user_id=1, request_id="req_secrecy",
-                    story_input_json='{"title": "x"}', template_id=key if call.endswith("template") else "three-act",
-                    model=key if call.endswith("model") else ""))
+                await generation.Prepare(structure_request(
+                    1, {"title": "x"}, key if call.endswith("template") else "three-act",
+                    model=key if call.endswith("model") else "", request_id="req_secrecy"))
     error = raised.value
     assert error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
     assert key_leaks(key, f"{error.details()} {error.debug_error_string()}") == []

@@ -18,10 +18,13 @@ from services.generation.export import (
     ScriptElement,
     parse_dialogue,
     scene_heading,
+    to_document,
     to_fountain,
     to_json,
     to_text,
 )
+from services.generation.export.script import title
+from services.generation.project import Project
 
 ACTS = [
     {"key": "setup", "name": "Act One: Setup", "description": "Introduce the crew."},
@@ -30,7 +33,23 @@ ACTS = [
 ]
 
 
-def make_project() -> dict[str, Any]:
+WHEN = "2026-11-29T00:00:00+00:00"
+
+
+def project_of(doc: dict[str, Any]) -> Project:
+    """A typed project from a test's document (the acts of a one-act template unless it names its own)."""
+    defaults: dict[str, Any] = {"project_path": "p", "title": "T", "story_input": {"title": "T"},
+                                "template": {"id": "t", "name": "T", "acts": [{"key": "a", "name": "A"}]},
+                                "created_at": WHEN, "updated_at": WHEN}
+    return Project.model_validate({**defaults, **doc})
+
+
+def scene(slugline: str, description: str, title: str = "A scene", characters: tuple[str, ...] = ("ANA",)
+          ) -> dict[str, Any]:
+    return {"slugline": slugline, "title": title, "description": description, "characters": list(characters)}
+
+
+def make_document() -> dict[str, Any]:
     return {
         "project_path": "the-last-heist-3f9a2c",
         "title": "The Last Heist",
@@ -45,7 +64,6 @@ def make_project() -> dict[str, Any]:
         "structure": {
             "setup": {"name": "Setup", "description": "Maya gets the call and assembles her crew."},
             "confrontation": {"name": "Confrontation", "description": "The vault is not what they were told."},
-            "resolution": {"name": "Resolution", "description": ""},
         },
         "plot_points": {
             "setup": ["Maya is offered the job.", "Jonas joins."],
@@ -69,7 +87,7 @@ def make_project() -> dict[str, Any]:
             "confrontation": [
                 {
                     "slugline": "EXT. BANK ROOFTOP - NIGHT",
-                    "title": "",
+                    "title": "Up top",
                     "description": "CUT TO:",
                     "characters": ["MAYA", "JONAS", "DeSOTO"],
                 },
@@ -78,7 +96,7 @@ def make_project() -> dict[str, Any]:
                 {
                     "slugline": "int./ext. getaway van - dawn",
                     "title": "Away",
-                    "description": "",
+                    "description": "They drive into the sun.",
                     "characters": ["MAYA"],
                 },
             ],
@@ -103,19 +121,25 @@ def make_project() -> dict[str, Any]:
             ),
             "missing:7": "ORPHAN\nNobody says this.\n",
         },
+        "created_at": WHEN,
+        "updated_at": WHEN,
     }
+
+
+def make_project() -> Project:
+    return Project.model_validate(make_document())
 
 
 def parse_fountain(text: str) -> Screenplay:
     return fountain.parse(io.StringIO(text))
 
 
-def scene_elements(project: dict[str, Any]) -> list[tuple[str, list[ScriptElement]]]:
+def scene_elements(project: Project) -> list[tuple[str, list[ScriptElement]]]:
     result = []
     for act in ACTS:
-        for index, scene in enumerate(project["scenes"].get(act["key"], [])):
-            text = project["dialogue"].get(f"{act['key']}:{index}", "")
-            result.append((scene["slugline"], parse_dialogue(text, scene["characters"])))
+        for index, one in enumerate(project.scenes.get(act["key"], [])):
+            text = project.dialogue.get(f"{act['key']}:{index}", "")
+            result.append((one.slugline, parse_dialogue(text, one.characters)))
     return result
 
 
@@ -134,7 +158,7 @@ def dialog_blocks(dialog: Dialog) -> tuple[str, list[tuple[bool, str]]]:
 
 
 def test_parse_dialogue_blocks() -> None:
-    elements = parse_dialogue(make_project()["dialogue"]["setup:0"])
+    elements = parse_dialogue(make_project().dialogue["setup:0"])
     assert elements == [
         DialogueLine("MAYA", None, "We go tonight."),
         DialogueLine("JONAS", "(quietly)", "Then we go tonight.\n(beat)\nAnd we don't come back."),
@@ -191,7 +215,7 @@ def test_fountain_round_trip_through_screenplain() -> None:
     assert sections == [
         ("Setup", 1, "Maya gets the call and assembles her crew."),
         ("Confrontation", 1, "The vault is not what they were told."),
-        ("Resolution", 1, "The score."),  # empty generated description falls back to the template's
+        ("Act Three: Resolution", 1, "The score."),  # no generated structure: the template's act
     ]
 
     slugs = [p for p in paragraphs if isinstance(p, Slug)]
@@ -200,7 +224,7 @@ def test_fountain_round_trip_through_screenplain() -> None:
     assert [str(s.line) for s in slugs][:3] == [
         "INT. WAREHOUSE - NIGHT", "MAYA'S APARTMENT - LATER", "EXT. BANK ROOFTOP - NIGHT",
     ]
-    assert [s.synopsis for s in slugs] == ["The pitch", "Second thoughts", None, "Away"]
+    assert [s.synopsis for s in slugs] == ["The pitch", "Second thoughts", "Up top", "Away"]
 
     # Walk the parsed script scene by scene: the dialogue must match parse_dialogue, in order.
     per_scene: list[list[Any]] = []
@@ -215,9 +239,7 @@ def test_fountain_round_trip_through_screenplain() -> None:
         want_dialog = [expected_blocks(e) for e in elements if isinstance(e, DialogueLine)]
         assert got_dialog == want_dialog, slugline
         # Actions: the scene description paragraphs, then the dialogue's action paragraphs.
-        description = next(
-            s["description"] for act in project["scenes"].values() for s in act if s["slugline"] == slugline
-        )
+        description = next(s.description for act in project.scenes.values() for s in act if s.slugline == slugline)
         want_actions = [p for p in description.split("\n\n") if p] + [
             e.text for e in elements if isinstance(e, Action)
         ]
@@ -272,38 +294,30 @@ def test_fountain_source_is_canonical() -> None:
     ],
 )
 def test_fountain_action_escaping(line: str) -> None:
-    project: dict[str, Any] = {
-        "title": "T",
-        "template": {"acts": [{"key": "a", "name": "A"}]},
-        "scenes": {"a": [{"slugline": "INT. ROOM - DAY", "description": f"{line}\nThen quiet."}]},
-        "dialogue": {"a:0": f"{line}\n\n!{line}"},
-    }
+    project = project_of({"scenes": {"a": [scene("INT. ROOM - DAY", f"{line}\nThen quiet.")]},
+                          "dialogue": {"a:0": f"{line}\n\n!{line}"}})
     paragraphs = list(parse_fountain(to_fountain(project)))
     body = [p for p in paragraphs if not isinstance(p, (Section, Slug))]
     assert all(isinstance(p, FountainAction) for p in body), body
     got = ["\n".join(str(x) for x in p.lines) for p in body]
-    expected_dialogue = [e.text for e in parse_dialogue(project["dialogue"]["a:0"]) if isinstance(e, Action)]
+    expected_dialogue = [e.text for e in parse_dialogue(project.dialogue["a:0"]) if isinstance(e, Action)]
     assert got == [f"{line}\nThen quiet.", *expected_dialogue]
 
 
 def test_fountain_partial_and_empty_projects() -> None:
-    assert parse_fountain(to_fountain({})).title_page["Title"] == ["Untitled"]
-    project = {
-        "title": "Only Structure",
-        "structure": {"hook": {"name": "Hook", "description": "It begins."}},
-        "scenes": {"hook": [{"slugline": "", "title": "Opening"}, {}]},
-    }
-    paragraphs = list(parse_fountain(to_fountain(project)))
-    assert [str(p.line) for p in paragraphs if isinstance(p, Slug)] == ["OPENING", "SCENE 2"]
-    assert scene_heading(" ..int.  house ") == "INT. HOUSE"
+    untitled = project_of({"title": "", "story_input": {"logline": "x"}})
+    assert parse_fountain(to_fountain(untitled)).title_page["Title"] == ["Untitled"] and title(untitled) == "Untitled"
+    only_structure = project_of({"title": "Only Structure",
+                                 "structure": {"a": {"name": "Hook", "description": "It begins."}}})
+    paragraphs = list(parse_fountain(to_fountain(only_structure)))
+    assert [(str(p.text), p.synopsis) for p in paragraphs if isinstance(p, Section)] == [("Hook", "It begins.")]
+    assert not [p for p in paragraphs if isinstance(p, Slug)]
+    assert scene_heading(" ..int.  house ") == "INT. HOUSE" and scene_heading("", "Opening") == "OPENING"
 
 
 def test_fountain_notes_and_boneyard_do_not_swallow_text() -> None:
-    project = {
-        "title": "T",
-        "scenes": {"a": [{"slugline": "INT. ROOM - DAY", "description": "He types [[this]] and /* that */."}]},
-        "dialogue": {"a:0": "MAYA\nA [[secret]] and /* more */."},
-    }
+    project = project_of({"scenes": {"a": [scene("INT. ROOM - DAY", "He types [[this]] and /* that */.")]},
+                          "dialogue": {"a:0": "MAYA\nA [[secret]] and /* more */."}})
     paragraphs = list(parse_fountain(to_fountain(project)))
     actions = [p for p in paragraphs if isinstance(p, FountainAction)]
     dialogs = [p for p in paragraphs if isinstance(p, Dialog)]
@@ -321,9 +335,9 @@ def test_to_text_contains_everything() -> None:
     assert "Logline: A retired safecracker takes one last job." in text
     assert "Tone: tense, wry" in text
     assert "Template: Three-Act Structure" in text
-    for act in project["structure"].values():
-        assert act["name"] in text
-    for points in project["plot_points"].values():
+    for act in project.structure.values():
+        assert act.name in text
+    for points in project.plot_points.values():
         for point in points:
             assert point in text
     for slugline, elements in scene_elements(project):
@@ -337,22 +351,22 @@ def test_to_text_contains_everything() -> None:
                     assert element.parenthetical in text
                 for line in element.line.split("\n"):
                     assert line in text
-    for act in project["scenes"].values():
-        for scene in act:
-            assert scene["title"] in text
-            for line in scene["description"].split("\n"):
+    for act in project.scenes.values():
+        for one in act:
+            assert one.title in text
+            for line in one.description.split("\n"):
                 assert line in text
     assert "Nobody says this." not in text
-    assert to_text({}).startswith("UNTITLED\n")
+    assert to_text(project_of({"title": "", "story_input": {"logline": "x"}})).startswith("UNTITLED\n")
 
 
 def test_to_json_is_stable_and_round_trips() -> None:
     project = make_project()
     original = copy.deepcopy(project)
-    doc = to_json(project)
+    doc = to_document(project)
     assert project == original  # exporters never mutate the project
-    assert json.loads(json.dumps(doc)) == doc
-    assert json.dumps(to_json(make_project()), sort_keys=False) == json.dumps(doc, sort_keys=False)
+    assert json.loads(to_json(project)) == doc
+    assert to_json(make_project()) == to_json(project)
     assert list(doc) == ["format", "version", "project_path", "title", "story_input", "template", "acts"]
     assert doc["project_path"] == "the-last-heist-3f9a2c"
     assert doc["template"] == {"id": "three-act", "name": "Three-Act Structure"}
@@ -361,7 +375,7 @@ def test_to_json_is_stable_and_round_trips() -> None:
     assert setup["plot_points"] == ["Maya is offered the job.", "Jonas joins."]
     first = setup["scenes"][0]
     assert first["heading"] == "INT. WAREHOUSE - NIGHT"
-    assert first["dialogue_text"] == project["dialogue"]["setup:0"]
+    assert first["dialogue_text"] == project.dialogue["setup:0"]
     assert first["dialogue"][1] == {
         "type": "dialogue",
         "character": "JONAS",
@@ -370,6 +384,14 @@ def test_to_json_is_stable_and_round_trips() -> None:
     }
     assert first["dialogue"][2] == {"type": "action", "text": "THE LIGHTS DIE."}
     assert doc["acts"][2]["scenes"][0]["dialogue_text"] is None
-    assert json.loads(json.dumps(to_json({"story_input": {"when": (1, 2)}}))) == to_json(
-        {"story_input": {"when": (1, 2)}}
-    )
+
+
+def test_the_title_page_credits_the_author() -> None:
+    """The story's author when it names one (or several), else the writer who owns the project: never an
+    empty "Written by"."""
+    named = parse_fountain(to_fountain(make_project(), "johndoe")).title_page
+    assert named["Credit"] == ["Written by"] and named["Author"] == ["Ada Writer"]
+    several = project_of({"story_input": {"title": "T", "author": ["Ada Writer", "Bo Grant"]}})
+    assert parse_fountain(to_fountain(several, "johndoe")).title_page["Author"] == ["Ada Writer, Bo Grant"]
+    own = parse_fountain(to_fountain(project_of({}), "johndoe")).title_page
+    assert own["Credit"] == ["Written by"] and own["Author"] == ["johndoe"]

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 import grpc
 
 from protos import generation_pb2, generation_pb2_grpc
 from tests.generation.test_endpoints import STORY
+from tests.helpers import structure_request
 from tests.stack import Stack
 
 
 async def test_prepare_batch_answers_each_item(stack: Stack) -> None:
     def structure(template: str, model: str = "") -> generation_pb2.GenerateRequest:
-        return generation_pb2.GenerateRequest(
-            kind=generation_pb2.Kind.STRUCTURE, user_id=7, request_id=f"req_batch_{template}",
-            story_input_json=json.dumps(STORY), template_id=template, model=model)
+        return structure_request(7, STORY, template, model=model, request_id=f"req_batch_{template}")
 
     async with stack.channel("generation") as channel:
         generation = generation_pb2_grpc.GenerationStub(channel)
         single = await generation.Prepare(structure("three-act"))
         reply = await generation.PrepareBatch(generation_pb2.PrepareBatchRequest(items=[
             structure("three-act"), structure("no-such-template"), structure("three-act", model="gpt-4"),
-            generation_pb2.GenerateRequest(kind=generation_pb2.Kind.PLOT_POINTS, user_id=7, request_id="req_pp",
-                                           project_path="no-such-project-0000", act_key="setup"),
+            generation_pb2.GenerateRequest(user_id=7, request_id="req_pp", plot_points=generation_pb2.PlotPointsRequest(
+                project_path="no-such-project-0000", act_key="setup")),
         ]))
     ok, template, model, project = reply.items
     assert ok.status.code == 0 and ok.response == single

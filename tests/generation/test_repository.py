@@ -17,7 +17,8 @@ from services.generation.repository import ProjectRepository
 from tests.helpers import UserFactory
 from tests.stack import Stack
 
-TEMPLATE = {"id": "three-act", "name": "Three-Act", "acts": [{"key": "setup", "name": "Setup"}]}
+TEMPLATE = {"id": "three-act", "name": "Three-Act", "description": "", "acts": [
+    {"key": "setup", "name": "Setup", "description": ""}]}
 SCENE = {"slugline": "INT. ROOM - DAY", "title": "T", "description": "D", "characters": ["ANA"]}
 
 
@@ -46,18 +47,18 @@ async def test_a_staged_result_counts_only_once_its_hold_is_posted(pool: asyncpg
         await projects.get(user.id, path)
     assert [r["project_path"] for r in await projects.list(user.id)] == []
     await billing.commit(str(created), user.id, "0.5", UsageRecord())
-    assert (await projects.get(user.id, path))["scenes"] == {}
+    assert (await projects.get(user.id, path)).scenes == {}
 
     paid, unpaid = await _hold(billing, user.id), await _hold(billing, user.id)
     assert await projects.stage(user.id, path, "scene", "setup", SCENE, paid) == 0
     assert await projects.stage(user.id, path, "scene", "setup", {**SCENE, "title": "Lost"}, unpaid) == 1
     await projects.stage(user.id, path, "dialogue", "setup", "ANA\nHello.", paid, scene_index=0)
-    assert (await projects.get(user.id, path))["scenes"] == {}, "nothing is read before its hold is posted"
+    assert (await projects.get(user.id, path)).scenes == {}, "nothing is read before its hold is posted"
 
     await billing.commit(str(paid), user.id, "0.5", UsageRecord())
     await billing.release(str(unpaid), user.id, UsageRecord())
     whole = await projects.get(user.id, path)
-    assert whole["scenes"] == {"setup": [SCENE]} and whole["dialogue"] == {"setup:0": "ANA\nHello."}
+    assert whole.document()["scenes"] == {"setup": [SCENE]} and whole.dialogue == {"setup:0": "ANA\nHello."}
     # A scene staged now lands after the paid one: the voided one no longer counts.
     assert await projects.stage(user.id, path, "scene", "setup", SCENE, await _hold(billing, user.id)) == 1
 
@@ -77,10 +78,9 @@ async def test_planning_read_is_the_project_without_its_dialogue(pool: asyncpg.P
 
     whole = await projects.get(user.id, path)
     planning = await projects.get(user.id, path, for_planning=True)
-    assert whole["dialogue"] == {"setup:0": "ANA\nHello."}
-    assert "dialogue" not in planning
-    same = {k: v for k, v in whole.items() if k not in ("dialogue", "updated_at")}
-    assert {k: v for k, v in planning.items() if k != "updated_at"} == same
+    assert whole.dialogue == {"setup:0": "ANA\nHello."}
+    assert planning.dialogue == {}
+    assert planning.model_copy(update={"dialogue": whole.dialogue}) == whole
 
     other = users.create(credits=1)
     with pytest.raises(ProjectNotFound):
