@@ -11,6 +11,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field
 
 from simulator.faults import FaultSpecError, parse_fault
@@ -23,63 +24,10 @@ USER = [{"role": "user", "content": "Write a tense scene in a warehouse."}]
 REQUEST_ID = re.compile(r"^req_[0-9a-f]{24}$")
 
 
-# --- a tiny JSON Schema validator (jsonschema is not installed); returns a list of problems -----------
-
-
-def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        target: Any = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        schema = target
-    return schema
-
-
-def schema_errors(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None, path: str = "$") -> list[str]:
-    root = root if root is not None else schema
-    schema = _resolve(schema, root)
-    if "anyOf" in schema:
-        if all(schema_errors(value, s, root, path) for s in schema["anyOf"]):
-            return [f"{path}: matches no anyOf branch"]
-        return []
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{path}: {value!r} not in enum"]
-    kind = schema.get("type")
-    checks = {
-        "object": lambda v: isinstance(v, dict),
-        "array": lambda v: isinstance(v, list),
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "null": lambda v: v is None,
-    }
-    if kind is not None and not checks[kind](value):
-        return [f"{path}: expected {kind}, got {type(value).__name__}"]
-    errors: list[str] = []
-    if kind == "object":
-        props = schema.get("properties", {})
-        errors += [f"{path}: missing required {k!r}" for k in schema.get("required", []) if k not in value]
-        for key, sub in value.items():
-            if key in props:
-                errors += schema_errors(sub, props[key], root, f"{path}.{key}")
-            elif schema.get("additionalProperties") is False:
-                errors.append(f"{path}: unexpected key {key!r}")
-            elif isinstance(schema.get("additionalProperties"), dict):
-                errors += schema_errors(sub, schema["additionalProperties"], root, f"{path}.{key}")
-    elif kind == "array":
-        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", 10**9):
-            errors.append(f"{path}: {len(value)} items outside bounds")
-        for i, item in enumerate(value):
-            errors += schema_errors(item, schema.get("items", {}), root, f"{path}[{i}]")
-    elif kind == "string":
-        if not schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", 10**9):
-            errors.append(f"{path}: length {len(value)} outside bounds")
-    elif kind in ("integer", "number") and not (
-        schema.get("minimum", float("-inf")) <= value <= schema.get("maximum", float("inf"))
-    ):
-        errors.append(f"{path}: {value} outside bounds")
-    return errors
+def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
+    """Every way `value` breaks `schema` (JSON Schema 2020-12, as the Messages API reads tool schemas)."""
+    return [f"{'.'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
+            for e in Draft202012Validator(schema).iter_errors(value)]
 
 
 SCENE_SCHEMA: dict[str, Any] = {
