@@ -112,28 +112,24 @@ def new_project_path(title: str) -> str:
 
 
 def assemble(row: asyncpg.Record) -> Project:
-    """The project from its row and its paid parts, applied in the order they were saved: the newest plot
-    points of an act, the newest scene list of an act and the scenes added after it, the newest dialogue of
-    a scene."""
-    plot_points: dict[str, Any] = {}
-    scenes: dict[str, list[Any]] = {}
-    dialogue: dict[str, Any] = {}
+    """The project from its row and its paid parts, applied in the order they were saved: the newest of each
+    (the plot points of an act, the scene list of an act, the dialogue of a scene, a whole-project part such
+    as the cast), and each scene added to an act after its newest scene list."""
+    fields: dict[str, Any] = {"plot_points": {}, "scenes": {}, "dialogue": {}}
     for part in json.loads(row["parts"]):
-        payload = part["payload"]
-        kind, act = part["kind"], part["act_key"]
-        if kind == "plot_points":
-            plot_points[act] = payload
-        elif kind == "scenes":
-            scenes[act] = list(payload)
+        kind, act, payload = part["kind"], part["act_key"], part["payload"]
+        if not act:
+            fields[kind] = payload
         elif kind == "scene":
-            scenes.setdefault(act, []).append(payload)
+            fields["scenes"].setdefault(act, []).append(payload)
+        elif kind == "dialogue":
+            fields["dialogue"][f"{act}:{part['scene_index']}"] = payload
         else:
-            dialogue[f"{act}:{part['scene_index']}"] = payload
+            fields.setdefault(kind, {})[act] = list(payload) if isinstance(payload, list) else payload
     return Project.model_validate({
         "project_path": row["project_path"], "title": row["title"], "story_input": json.loads(row["story_input"]),
         "template": json.loads(row["template"]), "structure": json.loads(row["structure"]),
-        "plot_points": plot_points, "scenes": scenes, "dialogue": dialogue, "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": row["created_at"], "updated_at": row["updated_at"], **fields,
     })
 
 
