@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from services.generation.project import Project as GenerationProject
+
 Money = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 
 
@@ -224,17 +226,9 @@ class Projects(_Doc):
     projects: list[ProjectSummary]
 
 
-class Project(_Doc):
-    project_path: str
-    title: str
-    story_input: dict[str, Any]
-    template: dict[str, Any]
-    structure: dict[str, Any]
-    plot_points: dict[str, Any]
-    scenes: dict[str, Any]
-    dialogue: dict[str, Any]
-    created_at: str
-    updated_at: str
+#: A project as GET /api/projects/{projectPath} answers it: the generation service's own model, so the
+#: documented schema is the one the document is built from.
+Project = GenerationProject
 
 
 class DeletedProject(_Doc):
