@@ -129,3 +129,7 @@ class DialogueBody(GenerationOptions):
     project_path: ProjectPath = Field(alias="projectPath")
     structure_key: ActKey = Field(alias="structureKey")
     scene_index: Annotated[int, Field(ge=0, le=10_000)] = Field(alias="sceneIndex")
+
+
+class CharactersBody(GenerationOptions):
+    project_path: ProjectPath = Field(alias="projectPath")

@@ -15,6 +15,7 @@ from edge.pipeline import MeteredCall, run_metered
 from edge.request_json import JsonRoute
 from edge.responses import Generated
 from edge.schemas import (
+    CharactersBody,
     DialogueBody,
     GenerationOptions,
     PlotPointsBody,
@@ -111,3 +112,11 @@ async def generate_dialogue(
     kind = generation_pb2.DialogueRequest(project_path=body.project_path, act_key=body.structure_key,
                                           scene_index=body.scene_index)
     return await _run(request, caller, _request(body, fault, dialogue=kind), idem)
+
+
+@router.post("/generate-characters", response_model=Generated)
+async def generate_characters(
+    body: CharactersBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+) -> Response:
+    kind = generation_pb2.CharactersRequest(project_path=body.project_path)
+    return await _run(request, caller, _request(body, fault, characters=kind), idem)

@@ -205,6 +205,20 @@ async def save_dialogue(request: Any, draft: Draft, answer: str, stage: Stage, p
     return {"projectPath": path, "actKey": act, "sceneIndex": index, "dialogue": answer}
 
 
+# -- character profiles --------------------------------------------------------------------------------
+
+def draft_characters(request: generation_pb2.CharactersRequest, project: Project | None, _: Templates) -> Draft:
+    assert project is not None
+    return Draft(prompts.characters(project))
+
+
+async def save_characters(request: Any, draft: Draft, answer: outputs.Characters, stage: Stage, path: str
+                          ) -> dict[str, Any]:
+    characters = answer.model_dump(mode="json")["characters"]
+    await stage.part("characters", "", characters)
+    return {"projectPath": path, "characters": characters}
+
+
 KINDS: dict[str, Kind] = {kind.field: kind for kind in [
     Kind("structure", "/api/generate-structure", Decimal(10), 3000, False,
          Tool("record_structure", "Record the story's structure: one entry per act of the template, keyed by act key."),
@@ -224,6 +238,9 @@ KINDS: dict[str, Kind] = {kind.field: kind for kind in [
          draft_scene, lambda request, acts: outputs.Scene, save_scene),
     Kind("dialogue", "/api/generate-dialogue", Decimal(5), 2500, True, None, draft_dialogue,
          lambda request, acts: None, save_dialogue),
+    Kind("characters", "/api/generate-characters", Decimal(3), 2000, True,
+         Tool("record_characters", "Record the profile of each character of the story."),
+         draft_characters, lambda request, acts: outputs.Characters, save_characters),
 ]}
 
 

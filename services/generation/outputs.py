@@ -46,6 +46,21 @@ class Scene(Output):
     characters: list[CharacterName] = Field(min_length=1, max_length=12)  # type: ignore[valid-type]
 
 
+class Character(Output):
+    """A character's profile, so every later scene and line of dialogue keeps them consistent."""
+
+    name: CharacterName = Field(description="As the script writes it, in capitals")  # type: ignore[valid-type]
+    role: text(200) = Field(description="Their part in the story, e.g. protagonist, mentor, antagonist")  # type: ignore[valid-type]
+    want: text(1000) = Field(description="What they consciously pursue")  # type: ignore[valid-type]
+    need: text(1000) = Field(description="What they truly need, often unknown to them")  # type: ignore[valid-type]
+    arc: text(2000) = Field(description="How they change from the first act to the last")  # type: ignore[valid-type]
+    voice: text(1000) = Field(description="How they speak: rhythm, vocabulary, tics")  # type: ignore[valid-type]
+
+
+class Characters(Output):
+    characters: list[Character] = Field(min_length=1, max_length=12)
+
+
 #: (fewest, most) items a list answer may have when the caller named no count; a named count is exact and
 #: at most MAX_COUNT.
 COUNTS = {"plot_points": (3, 8), "scenes": (2, 5)}

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.generation.outputs import Act, Scene
+from services.generation.outputs import Act, Character, Scene
 from services.generation.templates import StoryTemplate
 
 
@@ -27,6 +27,8 @@ class Project(BaseModel):
     scenes: dict[str, list[Scene]] = Field(default_factory=dict)
     #: A scene's dialogue, keyed "act_key:scene_index" (as the API has always shown it).
     dialogue: dict[str, str] = Field(default_factory=dict)
+    #: The cast's profiles (the characters kind), which the scene and dialogue prompts carry.
+    characters: list[Character] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 

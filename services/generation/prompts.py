@@ -60,13 +60,20 @@ def _scenes_block(project: Project, act_keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _characters_block(project: Project) -> str:
+    lines = ["<characters>"]
+    for c in project.characters:
+        lines.append(f"- {c.name} ({c.role}). Wants: {c.want} Needs: {c.need} Arc: {c.arc} Voice: {c.voice}")
+    lines.append("</characters>")
+    return "\n".join(lines)
+
+
 def _context(project: Project, up_to_act: str | None) -> str:
-    return "\n\n".join([
-        _story_block(project.story_input),
-        _template_block(project.template),
-        _structure_block(project),
-        _plot_points_block(project, up_to_act),
-    ])
+    blocks = [_story_block(project.story_input), _template_block(project.template), _structure_block(project),
+              _plot_points_block(project, up_to_act)]
+    if project.characters:
+        blocks.append(_characters_block(project))
+    return "\n\n".join(blocks)
 
 
 def structure(story_input: dict[str, Any], template: StoryTemplate) -> str:
@@ -113,4 +120,13 @@ def dialogue(project: Project, act_key: str, scene_index: int) -> str:
         "in capitals on its own line, an optional parenthetical on the next line, then the lines of "
         "dialogue; a blank line between speeches. Brief action lines may stand between speeches. "
         "Do not repeat the scene heading."
+    )
+
+
+def characters(project: Project) -> str:
+    return (
+        f"{_context(project, None)}\n\n{_scenes_block(project, project.act_keys)}\n\n"
+        "Write a profile of each character this story needs (those already named first, in capitals): their "
+        "role, what they want and what they need, their arc across the acts, and notes on their voice. Keep "
+        "them consistent with everything above."
     )

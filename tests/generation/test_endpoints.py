@@ -36,6 +36,7 @@ MINIMUM_HOLD = {
     "/api/generate-scenes": 5,
     "/api/generate-scene": 3,
     "/api/generate-dialogue": 5,
+    "/api/generate-characters": 3,
 }
 
 
@@ -168,6 +169,7 @@ def generation_calls(path: str, act: str = "setup") -> dict[str, tuple[str, Any]
         "/api/generate-scene": (f"/api/generate-scene/{path}/{act}", None),
         "/api/generate-dialogue": ("/api/generate-dialogue",
                                    {"projectPath": path, "structureKey": act, "sceneIndex": 0}),
+        "/api/generate-characters": ("/api/generate-characters", {"projectPath": path}),
     }
 
 
@@ -181,7 +183,8 @@ def project_calls(path: str) -> list[tuple[str, str, Any]]:
         ("GET", f"/api/projects/{path}/export?format=text", None),
         ("GET", f"/api/projects/{path}/export?format=json", None),
         *[("POST", *calls[e]) for e in ("/api/generate-plot-points-for-act", "/api/generate-scenes",
-                                         "/api/generate-scene", "/api/generate-dialogue")],
+                                         "/api/generate-scene", "/api/generate-dialogue",
+                                         "/api/generate-characters")],
     ]
 
 
@@ -348,6 +351,23 @@ async def test_generate_dialogue(client: httpx.Client, users: UserFactory, db: a
     assert result["projectPath"] == path and result["actKey"] == "confrontation" and result["sceneIndex"] == 1
     assert isinstance(result["dialogue"], str) and len(result["dialogue"].strip()) >= 10
     assert get_project(client, user, path)["dialogue"] == {"confrontation:1": result["dialogue"]}
+
+
+async def test_generate_characters(client: httpx.Client, users: UserFactory, db: asyncpg.Connection) -> None:
+    """Character profiles: name, role, want, need, arc and voice for each, saved in the project."""
+    user = users.create(credits=100)
+    path = make_project(client, user, scenes=1)
+    before = await snapshot(db, user.id)
+    response = post(client, user, "/api/generate-characters", {"projectPath": path})
+    result = await assert_charged(db, user, response, before.available, "/api/generate-characters")
+    assert result["projectPath"] == path and 1 <= len(result["characters"]) <= 12
+    for character in result["characters"]:
+        assert set(character) == {"name", "role", "want", "need", "arc", "voice"}
+        assert all(isinstance(v, str) and v.strip() for v in character.values())
+    assert get_project(client, user, path)["characters"] == result["characters"]
+    again = post(client, user, "/api/generate-characters", {"projectPath": path})
+    assert again.status_code == 200, again.text
+    assert get_project(client, user, path)["characters"] == again.json()["characters"], "the newest cast wins"
 
 
 async def test_charges_accumulate_over_calls(client: httpx.Client, users: UserFactory,

@@ -32,6 +32,7 @@ SHAPES: list[tuple[str, Any, list[str]]] = [
     ("scenes", generation_pb2.ScenesRequest(), ["setup", "confrontation", "resolution"]),
     ("scenes", generation_pb2.ScenesRequest(desired_count=3), ["setup"]),
     ("scene", generation_pb2.SceneRequest(), ["setup"]),
+    ("characters", generation_pb2.CharactersRequest(), []),
 ]
 
 
