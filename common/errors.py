@@ -1,10 +1,12 @@
-"""The root of every service's domain errors and their one translation to gRPC status codes.
+"""The root of every service's domain errors and their one translation to gRPC statuses.
 
     DomainError                      (each service draws its own subtree in its errors module)
-    └── carries .code: grpc.StatusCode and a fixed .message
+    └── carries .refusal: Refusal and a fixed .message; its gRPC code follows from the refusal
 
-Servicers raise domain errors; `DomainErrorInterceptor` turns them into gRPC statuses in one place,
-and database outages into UNAVAILABLE, so no servicer method handles errors by hand.
+Servicers raise domain errors; `DomainErrorInterceptor` turns them into gRPC statuses in one place (and
+database outages into UNAVAILABLE), so no servicer method handles errors by hand. The refusal travels with
+the status, in the trailing metadata `fsg-refusal` (and in a batch item's status), so the edge answers each
+one from a single table (edge/errors.py) instead of guessing from a status code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
@@ -22,19 +25,49 @@ from common.logging import redact
 log = logging.getLogger(__name__)
 
 
-class DomainError(Exception):
-    """An expected failure with a gRPC status code and a client-safe message."""
+class Refusal(StrEnum):
+    """Why a service refused a call, named once for every service and the edge."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    INVALID_INPUT = "invalid_input"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    CONFLICT = "conflict"  # the request is well formed but contradicts the state (a post over its hold)
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    LAST_ENABLED_ADMIN = "last_enabled_admin"
+    UNAVAILABLE = "unavailable"
+
+
+#: The gRPC status each refusal travels as.
+REFUSAL_CODES: dict[Refusal, grpc.StatusCode] = {
+    Refusal.INVALID_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Refusal.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Refusal.CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.IDEMPOTENCY_KEY_REUSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.LAST_ENABLED_ADMIN: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+#: The trailing-metadata key that carries the refusal.
+REFUSAL_METADATA = "fsg-refusal"
+
+
+class DomainError(Exception):
+    """An expected failure with a refusal reason and a client-safe message."""
+
+    refusal: Refusal = Refusal.INVALID_INPUT
     message: str = "error"
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.message
         super().__init__(self.message)
 
+    @property
+    def code(self) -> grpc.StatusCode:
+        return REFUSAL_CODES[self.refusal]
+
 
 class Unavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
+    refusal = Refusal.UNAVAILABLE
     message = "database unavailable"
 
 
@@ -46,17 +79,18 @@ DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asy
 _TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
-def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
-    """The status a failed call answers with, or None for an unexpected error (a bug: left to gRPC)."""
+def status_of(exc: BaseException) -> tuple[Refusal, str] | None:
+    """The refusal a failed call answers with, and its message, or None for an unexpected error (a bug: left
+    to gRPC)."""
     if isinstance(exc, DomainError):
         # Some messages quote the caller's input (a template id, a model): never send a key back.
-        return exc.code, redact(exc.message)
+        return exc.refusal, redact(exc.message)
     if isinstance(exc, DB_DOWN):
         log.warning("database unavailable: %s", type(exc).__name__)
-        return grpc.StatusCode.UNAVAILABLE, Unavailable.message
+        return Refusal.UNAVAILABLE, Unavailable.message
     if isinstance(exc, _TRANSIENT):
         log.warning("database conflict: %s", type(exc).__name__)
-        return grpc.StatusCode.UNAVAILABLE, "database busy; retry"
+        return Refusal.UNAVAILABLE, "database busy; retry"
     return None
 
 
@@ -68,7 +102,8 @@ def _wrap(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]) -> C
             status = status_of(exc)
             if status is None:
                 raise
-            await context.abort(*status)
+            refusal, message = status
+            await context.abort(REFUSAL_CODES[refusal], message, trailing_metadata=((REFUSAL_METADATA, refusal),))
 
     return handler
 
@@ -77,7 +112,8 @@ async def answer_each(calls: Iterable[Awaitable[Any]], outcome: Callable[..., An
                       ) -> list[Any]:
     """A batch RPC's items: its calls run concurrently and each is answered as `outcome(response=…)` or
     `outcome(status=status(code=…, message=…))`, exactly the status its single call would have answered with.
-    An unexpected error is INTERNAL (logged), and fails that item alone."""
+    An unexpected error is INTERNAL (logged), and fails that item alone. The item's status carries its refusal
+    as the single call's trailing metadata does."""
 
     async def one(call: Awaitable[Any]) -> Any:
         try:
@@ -86,9 +122,9 @@ async def answer_each(calls: Iterable[Awaitable[Any]], outcome: Callable[..., An
             found = status_of(exc)
             if found is None:
                 log.exception("unexpected error in a batch item")
-                found = (grpc.StatusCode.INTERNAL, "internal error")
-            code, message = found
-            return outcome(status=status(code=code.value[0], message=message))
+                return outcome(status=status(code=grpc.StatusCode.INTERNAL.value[0], message="internal error"))
+            refusal, message = found
+            return outcome(status=status(code=REFUSAL_CODES[refusal].value[0], message=message, refusal=refusal))
 
     return list(await asyncio.gather(*(one(call) for call in calls)))
 

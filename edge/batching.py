@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import grpc
 
 from common.coalesce import Coalescer
+from common.errors import REFUSAL_METADATA
 from edge.metrics import BATCH_ITEMS
 
 Req = TypeVar("Req")
@@ -32,9 +33,10 @@ class Outcome(Protocol):
     def status(self) -> Any: ...
 
 
-def item_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    """The error the single call would have raised."""
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+def item_error(code: grpc.StatusCode, details: str, refusal: str = "") -> grpc.aio.AioRpcError:
+    """The error the single call would have raised (its refusal in the trailing metadata, as there)."""
+    trailing = grpc.aio.Metadata((REFUSAL_METADATA, refusal)) if refusal else grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details=details)
 
 
 class BatchedUnary(Generic[Req, Resp]):
@@ -67,6 +69,7 @@ class BatchedUnary(Generic[Req, Resp]):
         outcomes: Sequence[Outcome] = reply.items
         return [
             outcome.response if outcome.status.code == 0
-            else item_error(_CODES.get(outcome.status.code, grpc.StatusCode.UNKNOWN), outcome.status.message)
+            else item_error(_CODES.get(outcome.status.code, grpc.StatusCode.UNKNOWN), outcome.status.message,
+                            outcome.status.refusal)
             for outcome in outcomes
         ]

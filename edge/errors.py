@@ -1,5 +1,5 @@
-"""Every error the edge answers, as one exception type with a status and a JSON body, and the one
-place where gRPC statuses from the services become HTTP statuses.
+"""Every error the edge answers, as one exception type with a status and a JSON body, and the one place where
+the services' refusals (and, for failures that are not refusals, gRPC statuses) become HTTP answers.
 
 Bodies follow the guide: `{"error": "<short fixed text>", "message": "<detail>", ...}`. Their texts go
 through `redact`, because some echo what the caller sent (a template id, a model, a field name) and an API
@@ -9,6 +9,7 @@ key pasted into the wrong place must not come back in a body, a proxy's log or a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.errors import REFUSAL_METADATA, Refusal
 from common.logging import redact
 from edge.json import DecimalJSONResponse
 
@@ -35,11 +37,28 @@ class ApiError(Exception):
         super().__init__(error)
 
 
-API_KEY_REQUIRED = ApiError(401, "API key required", "Please provide an API key in the X-API-Key header")
-INVALID_API_KEY = ApiError(401, "Invalid API key")
-#: The `fields` entry of a 422 for an Idempotency-Key reused with another request (every 422 names its fields).
-IDEMPOTENCY_KEY_REUSED = {"field": "Idempotency-Key", "message": "already used with a different request"}
-ADMIN_REQUIRED = ApiError(403, "Admin access required", "This endpoint requires an admin API key")
+class ApiKeyRequired(ApiError):
+    def __init__(self) -> None:
+        super().__init__(401, "API key required", "Please provide an API key in the X-API-Key header")
+
+
+class InvalidApiKey(ApiError):
+    def __init__(self) -> None:
+        super().__init__(401, "Invalid API key")
+
+
+class AdminRequired(ApiError):
+    def __init__(self) -> None:
+        super().__init__(403, "Admin access required", "This endpoint requires an admin API key")
+
+
+class IdempotencyKeyReused(ApiError):
+    """422, naming the header as every 422 names its fields."""
+
+    def __init__(self) -> None:
+        super().__init__(422, "Idempotency key reused",
+                         "This Idempotency-Key was already used with a different request; use a new key",
+                         fields=[{"field": "Idempotency-Key", "message": "already used with a different request"}])
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -53,32 +72,42 @@ class BodyTooLarge(StarletteHTTPException):
     def response(self) -> DecimalJSONResponse:
         return DecimalJSONResponse(self.error.body, status_code=413)
 
-#: gRPC status → HTTP status for errors the services raise on purpose (their domain errors).
-GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+def _unavailable(status: int, service: str) -> ApiError:
+    return ApiError(status, "Service unavailable", f"The {service} service is unavailable; please retry")
+
+
+#: A service's refusal → the edge's answer (the service's message is fixed text, made safe by the service).
+REFUSALS: dict[Refusal, Callable[[str, str], ApiError]] = {
+    Refusal.INVALID_INPUT: lambda detail, service: ApiError(400, detail),
+    Refusal.NOT_FOUND: lambda detail, service: ApiError(404, detail),
+    Refusal.ALREADY_EXISTS: lambda detail, service: ApiError(409, detail),
+    Refusal.CONFLICT: lambda detail, service: ApiError(409, detail),
+    Refusal.IDEMPOTENCY_KEY_REUSED: lambda detail, service: IdempotencyKeyReused(),
+    Refusal.LAST_ENABLED_ADMIN: lambda detail, service: ApiError(409, "Last enabled admin", detail),
+    Refusal.UNAVAILABLE: lambda detail, service: _unavailable(503, service),
 }
 
 
+def refusal_of(exc: grpc.aio.AioRpcError) -> Refusal | None:
+    for key, value in exc.trailing_metadata() or ():
+        if key == REFUSAL_METADATA:
+            return Refusal(value) if value in Refusal._value2member_map_ else None
+    return None
+
+
 def from_grpc(exc: grpc.aio.AioRpcError, service: str) -> ApiError:
-    """Translate a failed service call, once, for every route."""
+    """Translate a failed service call, once, for every route: a refusal from its table; any other failure
+    (a deadline, a lost connection, a bug) by its status."""
+    refusal = refusal_of(exc)
+    if refusal is not None:
+        return REFUSALS[refusal](exc.details() or refusal, service)
     code = exc.code()
-    status = GRPC_TO_HTTP.get(code, 502)
-    if status in (503, 504):
-        return ApiError(status, "Service unavailable", f"The {service} service is unavailable; please retry")
-    if status == 502:
-        log.error("%s call failed: %s %s", service, code.name, exc.details())
-        return ApiError(502, "Upstream error", f"The {service} service failed")
-    detail = exc.details() or code.name
-    return ApiError(status, detail)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return _unavailable(503, service)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return _unavailable(504, service)
+    log.error("%s call failed: %s %s", service, code.name, exc.details())
+    return ApiError(502, "Upstream error", f"The {service} service failed")
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

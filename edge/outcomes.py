@@ -14,7 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from common.money import from_wire
-from edge.errors import IDEMPOTENCY_KEY_REUSED, ApiError
+from edge.errors import ApiError, IdempotencyKeyReused
 from edge.metrics import GENERATIONS
 from edge.rate_limits import rate_limited
 from protos import billing_pb2
@@ -43,14 +43,8 @@ def _in_progress(reserved: billing_pb2.ReserveResponse, user_id: int, endpoint: 
     return error
 
 
-def key_reused() -> ApiError:
-    return ApiError(422, "Idempotency key reused",
-                    "This Idempotency-Key was already used with a different request; use a new key",
-                    fields=[IDEMPOTENCY_KEY_REUSED])
-
-
 def _mismatch(reserved: billing_pb2.ReserveResponse, user_id: int, endpoint: str, required: Decimal) -> ApiError:
-    return key_reused()
+    return IdempotencyKeyReused()
 
 
 def _voided(reserved: billing_pb2.ReserveResponse, user_id: int, endpoint: str, required: Decimal) -> ApiError:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 
 from common.logging import printable
-from edge.errors import ADMIN_REQUIRED, API_KEY_REQUIRED, INVALID_API_KEY
+from edge.errors import AdminRequired, ApiKeyRequired, InvalidApiKey
 from edge.metrics import AUTH_FAILURES
 from protos import auth_pb2
 
@@ -32,7 +32,7 @@ async def current_user(request: Request) -> Caller:
     key = api_key_from(request)
     if key is None:
         AUTH_FAILURES.labels("missing").inc()
-        raise API_KEY_REQUIRED
+        raise ApiKeyRequired()
     clients = request.app.state.clients
     cache = request.app.state.key_cache
     caller = cache.get(key)
@@ -44,7 +44,7 @@ async def current_user(request: Request) -> Caller:
             # Enough of the key to recognise a client's mistake, never enough to use. Escaped and cut here as
             # well as by the logging filter, so this line is one line wherever the record goes.
             log.info("rejected API key %s… on %s", printable(key[:11]), printable(request.url.path))
-            raise INVALID_API_KEY
+            raise InvalidApiKey()
         caller = Caller(id=reply.user.id, username=reply.user.username, is_admin=reply.user.is_admin)
         cache.put(key, caller, generation)
     request.state.caller = caller
@@ -53,5 +53,5 @@ async def current_user(request: Request) -> Caller:
 
 async def require_admin(caller: Caller = Depends(current_user)) -> Caller:
     if not caller.is_admin:
-        raise ADMIN_REQUIRED
+        raise AdminRequired()
     return caller

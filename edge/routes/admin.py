@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -11,8 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 
 from common.money import from_wire, to_wire
 from edge import responses
-from edge.clients import ServiceClients
-from edge.errors import IDEMPOTENCY_KEY_REUSED, ApiError
+from edge.errors import ApiError
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
@@ -25,9 +23,6 @@ router = APIRouter(prefix="/api/admin", tags=["admin"], route_class=JsonRoute)
 Admin = Annotated[Caller, Depends(require_admin)]
 R = TypeVar("R")
 
-
-#: The `error` of the 409 for disabling, or rotating over the API, the last enabled admin.
-LAST_ENABLED_ADMIN = "Last enabled admin"
 
 #: How long create-user and grant-credits retry an idempotent billing call through an outage.
 BILLING_RETRY_SECONDS = 3.0
@@ -104,15 +99,7 @@ async def grant_credits(
         user_id=user.id, credits=to_wire(Decimal(body.credits)), transaction_type=body.type, notes=body.notes,
         created_by=admin.username, idempotency_key=key,
     )
-    try:
-        reply = await clients.call_idempotent("billing", clients.billing.Grant, grant,
-                                              retry_for=BILLING_RETRY_SECONDS)
-    except ApiError as exc:
-        if exc.status == 409:  # billing's IdempotencyConflict, the only FAILED_PRECONDITION of Grant
-            raise ApiError(422, "Idempotency key reused",
-                           "This Idempotency-Key was already used with a different request; use a new key",
-                           fields=[IDEMPOTENCY_KEY_REUSED]) from exc
-        raise
+    reply = await clients.call_idempotent("billing", clients.billing.Grant, grant, retry_for=BILLING_RETRY_SECONDS)
     return DecimalJSONResponse(
         {
             "message": "Credits granted successfully",
@@ -161,28 +148,13 @@ async def list_users(
     return DecimalJSONResponse({"users": users, "next_after": page.next_after_id or None})
 
 
-async def _sparing_last_admin(clients: ServiceClients, method: Callable[..., Awaitable[R]], username: str) -> R:
-    """Call auth's RotateKey or DisableUser for `username`.
-
-    Their only 409 (FAILED_PRECONDITION) is auth refusing to leave the API without an enabled admin;
-    `from_grpc` would put auth's whole text in `error`, so it is answered in the guide's shape instead: a
-    short fixed error, and auth's message, which says what was refused and what to do.
-    """
-    try:
-        return await clients.call("auth", method, auth_pb2.GetUserRequest(username=username))
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-        raise ApiError(409, LAST_ENABLED_ADMIN, str(exc.body["error"])) from exc
-
-
 @router.post("/users/{username}/rotate-key", response_model=responses.RotatedKey)
 async def rotate_key(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
     """A new key for the user, shown once; the old key stops working at once. Refused (409) for the last
     enabled admin, whose only copy of the new key would be this answer: `fsg-auth rotate-admin-key` on the
     host does that."""
     clients = request.app.state.clients
-    reply = await _sparing_last_admin(clients, clients.auth.RotateKey, username)
+    reply = await clients.call("auth", clients.auth.RotateKey, auth_pb2.GetUserRequest(username=username))
     # Auth's revocation push will evict too; evicting here as well means this edge refuses the old key
     # even on the very next request, before that push has arrived.
     request.app.state.key_cache.evict_user(reply.user.id)
@@ -194,7 +166,7 @@ async def rotate_key(username: UsernamePath, request: Request, admin: Admin) -> 
 async def disable_user(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
     """Refused (409) for the last enabled admin: nobody could use the API afterwards."""
     clients = request.app.state.clients
-    user = await _sparing_last_admin(clients, clients.auth.DisableUser, username)
+    user = await clients.call("auth", clients.auth.DisableUser, auth_pb2.GetUserRequest(username=username))
     request.app.state.key_cache.evict_user(user.id)
     return DecimalJSONResponse({"message": "User disabled", "username": user.username, "disabled": True})
 

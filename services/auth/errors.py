@@ -10,35 +10,33 @@
         └── CannotRotateLastAdmin
 """
 
-import grpc
-
-from common.errors import DomainError
+from common.errors import DomainError, Refusal
 
 
 class UserNotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    refusal = Refusal.NOT_FOUND
     message = "User not found"
 
 
 class UsernameTaken(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    refusal = Refusal.ALREADY_EXISTS
     message = "Username already exists"
 
 
 class EmailTaken(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    refusal = Refusal.ALREADY_EXISTS
     message = "Email already exists"
 
 
 class InvalidUserInput(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    refusal = Refusal.INVALID_INPUT
     message = "Invalid user input"
 
 
 class LastEnabledAdmin(DomainError):
     """The change would leave no enabled admin holding a key, and only the host could get the API back."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    refusal = Refusal.LAST_ENABLED_ADMIN
     message = "The last enabled admin cannot be changed this way"
 
 

@@ -13,18 +13,16 @@ Settling an already-resolved hold is not an error: it answers a named outcome (s
 with the first result, as TigerBeetle does.
 """
 
-import grpc
-
-from common.errors import DomainError
+from common.errors import DomainError, Refusal
 
 
 class InvalidCredits(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    refusal = Refusal.INVALID_INPUT
     message = "Invalid credit amount"
 
 
 class InvalidBillingRequest(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    refusal = Refusal.INVALID_INPUT
     message = "Invalid billing request"
 
 
@@ -33,22 +31,22 @@ class InvalidSettlement(InvalidBillingRequest):
 
 
 class HoldNotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    refusal = Refusal.NOT_FOUND
     message = "Hold not found"
 
 
 class ExceedsPendingAmount(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    refusal = Refusal.CONFLICT
     message = "exceeds_pending_amount"
 
 
 class AccountMismatch(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    refusal = Refusal.CONFLICT
     message = "The hold belongs to another account"
 
 
 class IdempotencyConflict(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    refusal = Refusal.IDEMPOTENCY_KEY_REUSED
     message = "idempotency key already used for a different request"
 
 

@@ -14,13 +14,11 @@ A failed call to Claude is not an exception here: Execute answers ok=false with 
 so the edge can void the hold and still log what the provider consumed.
 """
 
-import grpc
-
-from common.errors import DomainError
+from common.errors import DomainError, Refusal
 
 
 class InvalidGenerationInput(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    refusal = Refusal.INVALID_INPUT
     message = "Invalid generation input"
 
 
@@ -29,30 +27,30 @@ class UnknownModel(InvalidGenerationInput):
 
 
 class ProjectNotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    refusal = Refusal.NOT_FOUND
     message = "Project not found"
 
 
 class ActNotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    refusal = Refusal.NOT_FOUND
     message = "Act not found"
 
 
 class SceneNotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    refusal = Refusal.NOT_FOUND
     message = "Scene not found"
 
 
 class TemplateNotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    refusal = Refusal.NOT_FOUND
     message = "Template not found"
 
 
 class ProjectPathTaken(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    refusal = Refusal.ALREADY_EXISTS
     message = "Project path already exists"
 
 
 class PlanOverBudget(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    refusal = Refusal.CONFLICT
     message = "The plan's worst case exceeds the credits held for it"
