@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from common.logging import printable
+from edge.deps import Clients, Keys
 from edge.errors import AdminRequired, ApiKeyRequired, InvalidApiKey
 from edge.metrics import AUTH_FAILURES
 from protos import auth_pb2
@@ -28,13 +30,11 @@ def api_key_from(request: Request) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-async def current_user(request: Request) -> Caller:
+async def current_user(request: Request, clients: Clients, cache: Keys) -> Caller:
     key = api_key_from(request)
     if key is None:
         AUTH_FAILURES.labels("missing").inc()
         raise ApiKeyRequired()
-    clients = request.app.state.clients
-    cache = request.app.state.key_cache
     caller = cache.get(key)
     if caller is None:
         generation = cache.generation
@@ -51,7 +51,13 @@ async def current_user(request: Request) -> Caller:
     return caller
 
 
-async def require_admin(caller: Caller = Depends(current_user)) -> Caller:
+User = Annotated[Caller, Depends(current_user)]
+
+
+async def require_admin(caller: User) -> Caller:
     if not caller.is_admin:
         raise AdminRequired()
     return caller
+
+
+Admin = Annotated[Caller, Depends(require_admin)]

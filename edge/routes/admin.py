@@ -6,21 +6,21 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Query
 
 from common.money import from_wire, to_wire
 from edge import responses
+from edge.deps import Clients, IdempotencyKeyHeader, Keys
 from edge.errors import ApiError
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
 from edge.routes.stats import usage_stats_body
 from edge.schemas import MAX_ID, CreateUserBody, GrantCreditsBody, LimitsBody, UsernamePath
-from edge.security import Caller, require_admin
+from edge.security import Admin
 from protos import auth_pb2, billing_pb2
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], route_class=JsonRoute)
-Admin = Annotated[Caller, Depends(require_admin)]
 R = TypeVar("R")
 
 
@@ -38,8 +38,7 @@ def _balance_numbers(balance: billing_pb2.Balance) -> dict[str, Any]:
 
 
 @router.post("/create-user", status_code=201, response_model=responses.CreatedUser)
-async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def create_user(body: CreateUserBody, clients: Clients, admin: Admin) -> DecimalJSONResponse:
     created = await clients.call(
         "auth", clients.auth.CreateUser, auth_pb2.CreateUserRequest(username=body.username, email=body.email)
     )
@@ -49,7 +48,7 @@ async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> D
             grant = billing_pb2.GrantRequest(
                 user_id=user.id, credits=to_wire(Decimal(body.initial_credits)), transaction_type="grant",
                 notes="initial credits", created_by=admin.username,
-                idempotency_key=f"create-user:{user.id}:initial",
+                idempotency_key="initial", idempotency_scope=f"create-user:{user.id}",
             )
             reply = await clients.call_idempotent("billing", clients.billing.Grant, grant,
                                                   retry_for=BILLING_RETRY_SECONDS)
@@ -85,19 +84,17 @@ async def create_user(body: CreateUserBody, request: Request, admin: Admin) -> D
 @router.post("/grant-credits", response_model=responses.Granted)
 async def grant_credits(
     body: GrantCreditsBody,
-    request: Request,
+    clients: Clients,
     admin: Admin,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=180,
-                                                  pattern=r"^[\x21-\x7e]+$")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> DecimalJSONResponse:
-    clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=body.username))
     # A client's key is scoped to the admin who sends it, so reusing it for another user (or amount, type,
     # notes) is caught as a different request rather than granting twice.
-    key = f"grant:{admin.id}:{idempotency_key}" if idempotency_key else f"grant:{uuid.uuid4()}"
     grant = billing_pb2.GrantRequest(
         user_id=user.id, credits=to_wire(Decimal(body.credits)), transaction_type=body.type, notes=body.notes,
-        created_by=admin.username, idempotency_key=key,
+        created_by=admin.username, idempotency_key=idempotency_key or uuid.uuid4().hex,
+        idempotency_scope=f"grant:{admin.id}",
     )
     reply = await clients.call_idempotent("billing", clients.billing.Grant, grant, retry_for=BILLING_RETRY_SECONDS)
     return DecimalJSONResponse(
@@ -112,20 +109,18 @@ async def grant_credits(
 
 
 @router.get("/usage-stats/{username}", response_model=responses.UsageStats)
-async def usage_stats(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def usage_stats(username: UsernamePath, clients: Clients, admin: Admin) -> DecimalJSONResponse:
     user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
     return DecimalJSONResponse(await usage_stats_body(clients, user.id, user.username))
 
 
 @router.get("/users", response_model=responses.UserPage)
 async def list_users(
-    request: Request,
+    clients: Clients,
     admin: Admin,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> DecimalJSONResponse:
-    clients = request.app.state.clients
     page = await clients.call(
         "auth", clients.auth.ListUsers, auth_pb2.ListUsersRequest(page_size=limit, after_id=after)
     )
@@ -149,39 +144,35 @@ async def list_users(
 
 
 @router.post("/users/{username}/rotate-key", response_model=responses.RotatedKey)
-async def rotate_key(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
+async def rotate_key(username: UsernamePath, clients: Clients, cache: Keys, admin: Admin) -> DecimalJSONResponse:
     """A new key for the user, shown once; the old key stops working at once. Refused (409) for the last
     enabled admin, whose only copy of the new key would be this answer: `fsg-auth rotate-admin-key` on the
     host does that."""
-    clients = request.app.state.clients
     reply = await clients.call("auth", clients.auth.RotateKey, auth_pb2.GetUserRequest(username=username))
     # Auth's revocation push will evict too; evicting here as well means this edge refuses the old key
     # even on the very next request, before that push has arrived.
-    request.app.state.key_cache.evict_user(reply.user.id)
+    cache.evict_user(reply.user.id)
     return DecimalJSONResponse({"message": "API key rotated", "username": reply.user.username,
                                 "api_key": reply.api_key})
 
 
 @router.post("/users/{username}/disable", response_model=responses.UserState)
-async def disable_user(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
+async def disable_user(username: UsernamePath, clients: Clients, cache: Keys, admin: Admin) -> DecimalJSONResponse:
     """Refused (409) for the last enabled admin: nobody could use the API afterwards."""
-    clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.DisableUser, auth_pb2.GetUserRequest(username=username))
-    request.app.state.key_cache.evict_user(user.id)
+    cache.evict_user(user.id)
     return DecimalJSONResponse({"message": "User disabled", "username": user.username, "disabled": True})
 
 
 @router.post("/users/{username}/enable", response_model=responses.UserState)
-async def enable_user(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def enable_user(username: UsernamePath, clients: Clients, admin: Admin) -> DecimalJSONResponse:
     user = await clients.call("auth", clients.auth.EnableUser, auth_pb2.GetUserRequest(username=username))
     return DecimalJSONResponse({"message": "User enabled", "username": user.username, "disabled": False})
 
 
 @router.get("/users/{username}/limits", response_model=responses.Limits)
-async def get_limits(username: UsernamePath, request: Request, admin: Admin) -> DecimalJSONResponse:
+async def get_limits(username: UsernamePath, clients: Clients, admin: Admin) -> DecimalJSONResponse:
     """The user's rate limits: stored (null = the service default) and effective (0 = no limit)."""
-    clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
     limits = await clients.call("billing", clients.billing.GetLimits, billing_pb2.UserRef(user_id=user.id))
     return DecimalJSONResponse({"username": user.username, **limits_body(limits)})
@@ -196,13 +187,12 @@ def _limit_value(body: LimitsBody, name: str) -> billing_pb2.LimitValue | None:
 
 
 @router.put("/users/{username}/limits", response_model=responses.Limits)
-async def set_limits(username: UsernamePath, body: LimitsBody, request: Request, admin: Admin) -> DecimalJSONResponse:
+async def set_limits(username: UsernamePath, body: LimitsBody, clients: Clients, admin: Admin) -> DecimalJSONResponse:
     """Set the user's rate limits (absent = keep, null = the service default, 0 = no limit).
 
     Takes effect on the user's next call on every replica: billing reads the limits in the same locked
     statement that places each hold.
     """
-    clients = request.app.state.clients
     user = await clients.call("auth", clients.auth.GetUser, auth_pb2.GetUserRequest(username=username))
     update = billing_pb2.SetLimitsRequest(
         user_id=user.id,

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi import APIRouter, Body, Response
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 
-from common.idempotency_key import MAX_LENGTH, PATTERN
+from edge.clients import ServiceClients
+from edge.deps import Clients, IdempotencyKeyHeader, Settings, SimFault
 from edge.pipeline import MeteredCall, run_metered
 from edge.request_json import JsonRoute
 from edge.responses import Generated
@@ -24,15 +25,11 @@ from edge.schemas import (
     StructureBody,
     StructureCustomBody,
 )
-from edge.security import Caller, current_user
+from edge.security import Caller, User
+from edge.settings import EdgeSettings
 from protos import generation_pb2
 
 router = APIRouter(prefix="/api", tags=["generation"], route_class=JsonRoute)
-User = Annotated[Caller, Depends(current_user)]
-SimFault = Annotated[str | None, Header(alias="X-Sim-Fault", max_length=64)]
-#: A retry with the same key (and body) answers the first result and is charged once (see pipeline.py).
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_LENGTH,
-                                              pattern=PATTERN)]
 
 
 def _struct(value: dict[str, Any]) -> Struct:
@@ -51,72 +48,76 @@ def _request(options: GenerationOptions | None, fault: str | None, **kind: Messa
     )
 
 
-async def _run(request: Request, caller: Caller, gen: generation_pb2.GenerateRequest,
-               idempotency_key: str | None) -> Response:
-    return await run_metered(request.app.state.clients, request.app.state.settings, caller,
-                             MeteredCall(gen, idempotency_key))
+async def _run(clients: ServiceClients, settings: EdgeSettings, caller: Caller,
+               gen: generation_pb2.GenerateRequest, idempotency_key: str | None) -> Response:
+    return await run_metered(clients, settings, caller, MeteredCall(gen, idempotency_key))
 
 
 @router.post("/generate-structure", response_model=Generated)
 async def generate_structure(
-    body: StructureBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+    body: StructureBody, clients: Clients, settings: Settings, caller: User, fault: SimFault = None,
+    idem: IdempotencyKeyHeader = None,
 ) -> Response:
     kind = generation_pb2.StructureRequest(story_input=_struct(body.story_input), template_id=body.template)
-    return await _run(request, caller, _request(body, fault, structure=kind), idem)
+    return await _run(clients, settings, caller, _request(body, fault, structure=kind), idem)
 
 
 @router.post("/generate-structure-custom", response_model=Generated)
 async def generate_structure_custom(
-    body: StructureCustomBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+    body: StructureCustomBody, clients: Clients, settings: Settings, caller: User, fault: SimFault = None,
+    idem: IdempotencyKeyHeader = None,
 ) -> Response:
     template = generation_pb2.Template(
         id="custom", name=body.template.name, description=body.template.description,
         acts=[generation_pb2.TemplateAct(key=a.key, name=a.name, description=a.description)
               for a in body.template.acts])
     kind = generation_pb2.StructureCustomRequest(story_input=_struct(body.story_input), template=template)
-    return await _run(request, caller, _request(body, fault, structure_custom=kind), idem)
+    return await _run(clients, settings, caller, _request(body, fault, structure_custom=kind), idem)
 
 
 @router.post("/generate-plot-points-for-act/{project_path}/{act_key}", response_model=Generated)
 async def generate_plot_points(
-    project_path: str, act_key: str, request: Request, caller: User,
-    body: Annotated[PlotPointsBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKey = None,
+    project_path: str, act_key: str, clients: Clients, settings: Settings, caller: User,
+    body: Annotated[PlotPointsBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKeyHeader = None,
 ) -> Response:
     kind = generation_pb2.PlotPointsRequest(project_path=project_path, act_key=act_key,
                                             desired_count=(body.desired_scene_count if body else None) or 0)
-    return await _run(request, caller, _request(body, fault, plot_points=kind), idem)
+    return await _run(clients, settings, caller, _request(body, fault, plot_points=kind), idem)
 
 
 @router.post("/generate-scenes", response_model=Generated)
 async def generate_scenes(
-    body: ScenesBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+    body: ScenesBody, clients: Clients, settings: Settings, caller: User, fault: SimFault = None,
+    idem: IdempotencyKeyHeader = None,
 ) -> Response:
     kind = generation_pb2.ScenesRequest(project_path=body.project_path, act_key=body.act_key or "",
                                         desired_count=body.desired_scene_count or 0)
-    return await _run(request, caller, _request(body, fault, scenes=kind), idem)
+    return await _run(clients, settings, caller, _request(body, fault, scenes=kind), idem)
 
 
 @router.post("/generate-scene/{project_path}/{structure_key}", response_model=Generated)
 async def generate_scene(
-    project_path: str, structure_key: str, request: Request, caller: User,
-    body: Annotated[SceneBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKey = None,
+    project_path: str, structure_key: str, clients: Clients, settings: Settings, caller: User,
+    body: Annotated[SceneBody | None, Body()] = None, fault: SimFault = None, idem: IdempotencyKeyHeader = None,
 ) -> Response:
     kind = generation_pb2.SceneRequest(project_path=project_path, act_key=structure_key)
-    return await _run(request, caller, _request(body, fault, scene=kind), idem)
+    return await _run(clients, settings, caller, _request(body, fault, scene=kind), idem)
 
 
 @router.post("/generate-dialogue", response_model=Generated)
 async def generate_dialogue(
-    body: DialogueBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+    body: DialogueBody, clients: Clients, settings: Settings, caller: User, fault: SimFault = None,
+    idem: IdempotencyKeyHeader = None,
 ) -> Response:
     kind = generation_pb2.DialogueRequest(project_path=body.project_path, act_key=body.structure_key,
                                           scene_index=body.scene_index)
-    return await _run(request, caller, _request(body, fault, dialogue=kind), idem)
+    return await _run(clients, settings, caller, _request(body, fault, dialogue=kind), idem)
 
 
 @router.post("/generate-characters", response_model=Generated)
 async def generate_characters(
-    body: CharactersBody, request: Request, caller: User, fault: SimFault = None, idem: IdempotencyKey = None
+    body: CharactersBody, clients: Clients, settings: Settings, caller: User, fault: SimFault = None,
+    idem: IdempotencyKeyHeader = None,
 ) -> Response:
     kind = generation_pb2.CharactersRequest(project_path=body.project_path)
-    return await _run(request, caller, _request(body, fault, characters=kind), idem)
+    return await _run(clients, settings, caller, _request(body, fault, characters=kind), idem)

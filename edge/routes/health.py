@@ -3,9 +3,10 @@ service only reports while its database answers)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from edge import responses
+from edge.deps import Clients, Keys
 from edge.json import DecimalJSONResponse
 from edge.request_json import JsonRoute
 
@@ -19,10 +20,9 @@ async def healthz() -> DecimalJSONResponse:
 
 @router.get("/readyz", response_model=responses.Readiness,
             responses={503: {"model": responses.Readiness, "description": "Some service is not serving"}})
-async def readyz(request: Request) -> DecimalJSONResponse:
-    services = await request.app.state.clients.health()
+async def readyz(clients: Clients, cache: Keys) -> DecimalJSONResponse:
+    services = await clients.health()
     ready = all(status == "SERVING" for status in services.values())
-    cache = request.app.state.key_cache
     key_cache = "live" if cache.enabled else ("off" if cache.ttl <= 0 else "bypassed")
     return DecimalJSONResponse(
         {"status": "ready" if ready else "not ready", "services": services, "key_cache": key_cache},

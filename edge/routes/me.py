@@ -4,43 +4,41 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from common.money import from_wire
 from edge import responses
+from edge.deps import Clients
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
 from edge.routes.stats import usage_stats_body
 from edge.schemas import MAX_ID
-from edge.security import Caller, current_user
+from edge.security import User
 from protos import billing_pb2
 
 router = APIRouter(prefix="/api", tags=["self-service"], route_class=JsonRoute)
-User = Annotated[Caller, Depends(current_user)]
 
 
 @router.get("/my-stats", response_model=responses.UsageStats)
-async def my_stats(request: Request, caller: User) -> DecimalJSONResponse:
-    return DecimalJSONResponse(await usage_stats_body(request.app.state.clients, caller.id, caller.username))
+async def my_stats(clients: Clients, caller: User) -> DecimalJSONResponse:
+    return DecimalJSONResponse(await usage_stats_body(clients, caller.id, caller.username))
 
 
 @router.get("/my-limits", response_model=responses.Limits)
-async def my_limits(request: Request, caller: User) -> DecimalJSONResponse:
+async def my_limits(clients: Clients, caller: User) -> DecimalJSONResponse:
     """The caller's own rate limits, so a client can pace itself instead of meeting 429s."""
-    clients = request.app.state.clients
     limits = await clients.call("billing", clients.billing.GetLimits, billing_pb2.UserRef(user_id=caller.id))
     return DecimalJSONResponse({"username": caller.username, **limits_body(limits)})
 
 
 @router.get("/my-transactions", response_model=responses.TransactionPage)
 async def my_transactions(
-    request: Request,
+    clients: Clients,
     caller: User,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> DecimalJSONResponse:
-    clients = request.app.state.clients
     page = await clients.call(
         "billing", clients.billing.ListTransactions,
         billing_pb2.ListTransactionsRequest(user_id=caller.id, page_size=limit, before_id=before),

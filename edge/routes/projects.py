@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from edge import responses
+from edge.deps import Clients
 from edge.json import DecimalJSONResponse
 from edge.request_json import JsonRoute
-from edge.security import Caller, current_user
+from edge.security import User
 from protos import generation_pb2
 
 router = APIRouter(prefix="/api", tags=["projects"], route_class=JsonRoute)
-User = Annotated[Caller, Depends(current_user)]
 
 
 def _template(t: generation_pb2.Template) -> dict[str, object]:
@@ -24,23 +24,20 @@ def _template(t: generation_pb2.Template) -> dict[str, object]:
 
 
 @router.get("/templates", response_model=responses.Templates)
-async def list_templates(request: Request, caller: User) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def list_templates(clients: Clients, caller: User) -> DecimalJSONResponse:
     reply = await clients.call("generation", clients.generation.ListTemplates, generation_pb2.ListTemplatesRequest())
     return DecimalJSONResponse({"templates": [_template(t) for t in reply.templates]})
 
 
 @router.get("/templates/{template_id}", response_model=responses.Template)
-async def get_template(template_id: str, request: Request, caller: User) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def get_template(template_id: str, clients: Clients, caller: User) -> DecimalJSONResponse:
     reply = await clients.call("generation", clients.generation.GetTemplate,
                                generation_pb2.GetTemplateRequest(id=template_id))
     return DecimalJSONResponse(_template(reply))
 
 
 @router.get("/models", response_model=responses.Models)
-async def list_models(request: Request, caller: User) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def list_models(clients: Clients, caller: User) -> DecimalJSONResponse:
     reply = await clients.call("generation", clients.generation.ListModels, generation_pb2.ListModelsRequest())
     return DecimalJSONResponse({"models": [
         {"id": m.id, "input_usd_per_mtok": m.input_usd_per_mtok, "output_usd_per_mtok": m.output_usd_per_mtok,
@@ -48,8 +45,7 @@ async def list_models(request: Request, caller: User) -> DecimalJSONResponse:
 
 
 @router.get("/projects", response_model=responses.Projects)
-async def list_projects(request: Request, caller: User) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def list_projects(clients: Clients, caller: User) -> DecimalJSONResponse:
     reply = await clients.call("generation", clients.generation.ListProjects,
                                generation_pb2.ListProjectsRequest(user_id=caller.id))
     return DecimalJSONResponse({"projects": [
@@ -58,16 +54,14 @@ async def list_projects(request: Request, caller: User) -> DecimalJSONResponse:
 
 
 @router.get("/projects/{project_path}", response_model=responses.Project)
-async def get_project(project_path: str, request: Request, caller: User) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def get_project(project_path: str, clients: Clients, caller: User) -> DecimalJSONResponse:
     reply = await clients.call("generation", clients.generation.GetProject,
                                generation_pb2.ProjectRef(user_id=caller.id, project_path=project_path))
     return DecimalJSONResponse(json.loads(reply.project_json))
 
 
 @router.delete("/projects/{project_path}", response_model=responses.DeletedProject)
-async def delete_project(project_path: str, request: Request, caller: User) -> DecimalJSONResponse:
-    clients = request.app.state.clients
+async def delete_project(project_path: str, clients: Clients, caller: User) -> DecimalJSONResponse:
     await clients.call("generation", clients.generation.DeleteProject,
                        generation_pb2.ProjectRef(user_id=caller.id, project_path=project_path))
     return DecimalJSONResponse({"message": "Project deleted", "projectPath": project_path})
@@ -75,10 +69,9 @@ async def delete_project(project_path: str, request: Request, caller: User) -> D
 
 @router.get("/projects/{project_path}/export", responses=responses.EXPORT)
 async def export_project(
-    project_path: str, request: Request, caller: User,
+    project_path: str, clients: Clients, caller: User,
     format: Annotated[Literal["fountain", "text", "json"], Query()] = "fountain",
 ) -> Response:
-    clients = request.app.state.clients
     reply = await clients.call("generation", clients.generation.ExportProject,
                                generation_pb2.ExportRequest(user_id=caller.id, project_path=project_path,
                                                             format=format, writer=caller.username))

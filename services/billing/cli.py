@@ -84,7 +84,7 @@ def grant(
     result = _with_repo(
         lambda repo: repo.grant(
             user_id, credits, transaction_type=transaction_type, notes=notes, created_by="cli",
-            idempotency_key=idempotency_key or f"cli:{uuid.uuid4()}",
+            idempotency_key=idempotency_key or uuid.uuid4().hex, idempotency_scope="cli",
         )
     )
     typer.echo(f"transaction {result.transaction_id}: available {for_json(result.balance.available)}")

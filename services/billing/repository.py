@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ from services.billing.outcomes import RESOLUTIONS, Outcome, Reason
 GRANT_TYPES = frozenset({"grant", "purchase", "refund", "adjustment"})
 #: Grants and purchases count toward `total_credits_purchased` (the guide: 100 initial + 50 granted = 150).
 PURCHASE_TYPES = frozenset({"grant", "purchase"})
-MAX_IDEMPOTENCY_KEY = 200
+#: Who may own an idempotency key: "grant:12", "create-user:7", "cli".
+_SCOPE = re.compile(r"[a-z][a-z-]{0,31}(:[0-9]{1,19})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,12 +313,13 @@ class BillingRepository:
         notes: str = "",
         created_by: str = "",
         idempotency_key: str,
+        idempotency_scope: str = "",
     ) -> GrantResult:
-        """Add (or, for an adjustment, remove) credits with one ledger row; a repeated key replays."""
+        """Add (or, for an adjustment, remove) credits with one ledger row; a repeated key (in its scope)
+        replays."""
         if transaction_type not in GRANT_TYPES:
             raise InvalidBillingRequest(f"transaction_type must be one of {sorted(GRANT_TYPES)}")
-        if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise InvalidBillingRequest("idempotency_key is required (at most 200 characters)")
+        idempotency_key = _scoped_key(idempotency_key, idempotency_scope)
         if transaction_type == "adjustment" and str(credits).startswith("-"):
             amount = -_amount(str(credits)[1:])
         else:
@@ -568,6 +571,17 @@ class BillingRepository:
             holds = [HoldDifference(**dict(r)) for r in await conn.fetch(queries.RECONCILE_HOLDS)]
             conservation = Conservation(**dict(await conn.fetchrow(queries.CONSERVATION)))
         return ReconcileReport(accounts, holds, conservation)
+
+
+def _scoped_key(idempotency_key: str, scope: str) -> str:
+    """A grant's key as the ledger keeps it: the caller's key (checked by the one rule) within its scope."""
+    try:
+        check_idempotency_key(idempotency_key)
+    except InvalidIdempotencyKey as exc:
+        raise InvalidBillingRequest(str(exc)) from exc
+    if scope and not _SCOPE.fullmatch(scope):
+        raise InvalidBillingRequest("idempotency_scope is a name, optionally with :<id>")
+    return f"{scope}:{idempotency_key}" if scope else idempotency_key
 
 
 def _key(idempotency_key: str, fingerprint: bytes) -> tuple[str | None, bytes | None]:

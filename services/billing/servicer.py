@@ -138,6 +138,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             notes=request.notes,
             created_by=request.created_by,
             idempotency_key=request.idempotency_key,
+            idempotency_scope=request.idempotency_scope,
         )
         return billing_pb2.GrantResponse(
             transaction_id=result.transaction_id, balance=balance_message(result.balance), replayed=result.replayed
