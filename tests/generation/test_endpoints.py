@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import asyncpg
@@ -16,7 +18,6 @@ import pytest
 from screenplain.parsers import fountain
 from screenplain.types import Dialog, Slug
 
-from common.money import cost_credits
 from services.generation.pricing import PriceTable
 from tests.helpers import TestUser, UserFactory
 
@@ -48,11 +49,18 @@ def parse(response: httpx.Response) -> Any:
     return json.loads(response.text, parse_float=Decimal)
 
 
+def expected_credits(model: str, input_tokens: int, output_tokens: int) -> Decimal:
+    """What the call must cost, worked out here with exact fractions (not with common.money, which is what
+    is under test): USD per million tokens → cents, rounded up to 0.0001."""
+    price = PRICES.models[model]
+    cents = (Fraction(price.input_usd_per_mtok) * input_tokens + Fraction(price.output_usd_per_mtok) * output_tokens
+             ) * 100 / 1_000_000
+    return Decimal(math.ceil(cents * 10_000)) / 10_000
+
+
 def price_of(usage: dict[str, Any]) -> Decimal:
-    """The price table applied to the tokens the simulator reported for this call."""
-    price = PRICES.models[usage["model"]]
-    return cost_credits(usage["input_tokens"], usage["output_tokens"], price.input_usd_per_mtok,
-                        price.output_usd_per_mtok)
+    """The price of the tokens the simulator reported for this call."""
+    return expected_credits(usage["model"], usage["input_tokens"], usage["output_tokens"])
 
 
 def api_balance(client: httpx.Client, user: TestUser) -> Decimal:
@@ -381,9 +389,7 @@ async def test_charges_accumulate_over_calls(client: httpx.Client, users: UserFa
     rows = await db.fetch("SELECT * FROM usage_logs WHERE user_id = $1 ORDER BY id", user.id)
     assert len(rows) == 5 and all(r["response_success"] for r in rows)
     for row in rows:
-        price = PRICES.models[row["model_used"]]
-        assert row["credits_cost"] == cost_credits(row["input_tokens"], row["output_tokens"],
-                                                   price.input_usd_per_mtok, price.output_usd_per_mtok)
+        assert row["credits_cost"] == expected_credits(row["model_used"], row["input_tokens"], row["output_tokens"])
     assert [r["model_used"] for r in rows[2:]] == ["claude-haiku-4-5", "claude-opus-4-6", "claude-sonnet-4-6"]
     total = sum((r["credits_cost"] for r in rows), Decimal(0))
     assert api_balance(client, user) == Decimal(50) - total
