@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 from google.protobuf.struct_pb2 import Struct
+from prometheus_client.parser import text_string_to_metric_families
 
 from protos import generation_pb2
 
@@ -113,3 +114,10 @@ def structure_request(user_id: int, story: dict[str, Any], template_id: str, *, 
     return generation_pb2.GenerateRequest(
         user_id=user_id, request_id=request_id, model=model,
         structure=generation_pb2.StructureRequest(story_input=story_input, template_id=template_id))
+
+
+def metric(client: httpx.Client, sample: str, **labels: str) -> float:
+    """The sum of one sample of the edge's /metrics (e.g. `fsg_auth_failures_total`) over the series whose
+    labels include `labels`, read with prometheus_client's own parser."""
+    return sum(s.value for family in text_string_to_metric_families(client.get("/metrics").text)
+               for s in family.samples if s.name == sample and labels.items() <= s.labels.items())

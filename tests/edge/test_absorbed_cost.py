@@ -8,10 +8,9 @@ from decimal import ROUND_CEILING, Decimal
 
 import asyncpg
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.generation.test_endpoints import make_project, post
-from tests.helpers import UserFactory
+from tests.helpers import UserFactory, metric
 from tests.reliability.support import assert_books_balance
 
 #: A model with the guide's prices, named so the expected cost below is computed from these, not the table.
@@ -20,10 +19,7 @@ BILLED_INPUT_TOKENS = 5_000_000  # $15 of input: far over any scene's worst case
 
 
 def absorbed(client: httpx.Client, endpoint: str) -> float:
-    families = text_string_to_metric_families(client.get("/metrics").text)
-    return sum(sample.value for family in families if family.name == "fsg_credits_absorbed"
-               for sample in family.samples
-               if sample.name == "fsg_credits_absorbed_total" and sample.labels.get("endpoint") == endpoint)
+    return metric(client, "fsg_credits_absorbed_total", endpoint=endpoint)
 
 
 async def test_a_bill_above_the_hold_charges_the_hold_and_counts_the_rest(

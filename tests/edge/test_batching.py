@@ -5,7 +5,6 @@ refusal in the middle of a batch."""
 from __future__ import annotations
 
 import asyncio
-import re
 from decimal import Decimal
 
 import asyncpg
@@ -13,7 +12,7 @@ import httpx
 
 from services.billing.repository import BillingRepository
 from tests.edge.test_rate_limits import STRUCTURE, set_limits
-from tests.helpers import UserFactory
+from tests.helpers import UserFactory, metric
 from tests.stack import Stack
 
 CALLS = 24
@@ -21,11 +20,9 @@ CALLS = 24
 
 def batch_totals(client: httpx.Client) -> dict[str, tuple[float, float]]:
     """(items, batches) per batched call so far, from the edge's /metrics."""
-    totals: dict[str, list[float]] = {}
-    for name, call, value in re.findall(r'^fsg_service_batch_items_(sum|count)\{call="(\w+)"\} (\S+)$',
-                                        client.get("/metrics").text, re.MULTILINE):
-        totals.setdefault(call, [0.0, 0.0])[name == "count"] = float(value)
-    return {call: (v[0], v[1]) for call, v in totals.items()}
+    return {call: (metric(client, "fsg_service_batch_items_sum", call=call),
+                   metric(client, "fsg_service_batch_items_count", call=call))
+            for call in ("prepare", "reserve", "commit")}
 
 
 async def test_concurrent_calls_share_batches_and_each_is_charged_exactly(

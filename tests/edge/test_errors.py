@@ -10,7 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.helpers import UserFactory
+from tests.helpers import UserFactory, metric
 from tests.stack import Stack
 
 
@@ -215,17 +215,13 @@ def test_cli_rotation_and_disable_reach_a_cached_edge_at_once(
 
 
 def test_metrics_count_calls_and_rejections(client: httpx.Client, users: UserFactory) -> None:
-    def value(text: str, prefix: str) -> float:
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-
-    before = client.get("/metrics").text
+    ok = {"endpoint": "/api/generate-structure", "outcome": "ok"}
+    rejected_before = metric(client, "fsg_auth_failures_total", reason="invalid")
+    ok_before = metric(client, "fsg_generation_requests_total", **ok)
     client.get("/api/my-stats", headers={"X-API-Key": "user_" + "1" * 64})
     user = users.create(credits=50)
     response = client.post("/api/generate-structure", headers=user.headers,
                            json={"storyInput": {"title": "Metrics"}, "template": "three-act"})
     assert response.status_code == 200
-    after = client.get("/metrics").text
-    assert value(after, 'fsg_auth_failures_total{reason="invalid"}') == (
-        value(before, 'fsg_auth_failures_total{reason="invalid"}') + 1)
-    ok = 'fsg_generation_requests_total{endpoint="/api/generate-structure",outcome="ok"}'
-    assert value(after, ok) == value(before, ok) + 1
+    assert metric(client, "fsg_auth_failures_total", reason="invalid") == rejected_before + 1
+    assert metric(client, "fsg_generation_requests_total", **ok) == ok_before + 1
