@@ -1,7 +1,8 @@
 """PostgreSQL access shared by the services: the pool and the migration runner.
 
 Migrations are plain SQL files in `migrations/`, applied once each, in file-name order, each in its
-own transaction, recorded in `schema_migrations`. SQL functions are kept apart, one current definition
+own transaction, recorded in `schema_migrations` with a checksum of their SQL (comment lines and blank
+lines left out, so a comment can be corrected; any other change to an applied migration is refused). SQL functions are kept apart, one current definition
 per file in `migrations/functions/<name>.sql`, and (re)applied after the versioned migrations whenever a
 file's checksum changes (recorded in `schema_functions`): every overload of `<name>` is dropped first, so
 a changed signature replaces the old function instead of adding another. A function whose file is gone is
@@ -85,6 +86,18 @@ async def wait_for_schema(pool: asyncpg.Pool, directory: Path, *, wait_seconds: 
         await asyncio.sleep(1)
 
 
+#: How `checksum` reads a migration; a database migrated before recorded raw-text checksums (NULL here).
+CHECKSUM_RULE = "sql-without-comment-lines"
+
+
+def checksum(sql: str) -> str:
+    """The SHA-256 of a migration's SQL without its comment lines (lines that start with `--`), blank lines
+    and trailing spaces."""
+    lines = [line.rstrip() for line in sql.splitlines()]
+    code = "\n".join(line for line in lines if line and not line.lstrip().startswith("--"))
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
 def migration_files(directory: Path) -> list[Path]:
     """The migration files in the order they apply."""
     return sorted(p for p in directory.glob("*.sql") if p.is_file())
@@ -131,6 +144,19 @@ async def _apply_functions(conn: asyncpg.Connection, directory: Path) -> list[st
     return applied
 
 
+async def _adopt_checksum_rule(conn: asyncpg.Connection, directory: Path) -> None:
+    """Once, for a database migrated before checksums left comments out: record today's checksums of the
+    migrations it already applied (their comments may since have been corrected; trusted once, checked from
+    then on)."""
+    await conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum_rule text")
+    files = {path.stem: path for path in migration_files(directory)}
+    for row in await conn.fetch("SELECT version FROM schema_migrations WHERE checksum_rule IS NULL"):
+        if row["version"] in files:
+            await conn.execute(
+                "UPDATE schema_migrations SET checksum = $2, checksum_rule = $3 WHERE version = $1",
+                row["version"], checksum(files[row["version"]].read_text(encoding="utf-8")), CHECKSUM_RULE)
+
+
 async def apply_migrations(conn: asyncpg.Connection, directory: Path) -> list[str]:
     """Apply every migration not yet recorded; returns the versions applied by this call."""
     applied_now: list[str] = []
@@ -146,20 +172,21 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path) -> list[st
                    checksum   text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
+        await _adopt_checksum_rule(conn, directory)
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         done = {r["version"]: r["checksum"] for r in rows}
         for path in migration_files(directory):
             sql = path.read_text(encoding="utf-8")
-            checksum = hashlib.sha256(sql.encode()).hexdigest()
             version = path.stem
             if version in done:
-                if done[version] != checksum:
+                if done[version] != checksum(sql):
                     raise RuntimeError(f"migration {version} changed after it was applied; add a new one instead")
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)", version, checksum
+                    "INSERT INTO schema_migrations (version, checksum, checksum_rule) VALUES ($1, $2, $3)",
+                    version, checksum(sql), CHECKSUM_RULE,
                 )
             applied_now.append(version)
             log.info("applied migration %s", version)

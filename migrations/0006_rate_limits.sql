@@ -1,4 +1,4 @@
--- Per-user rate limits (issue 4, item 10), enforced by billing's Reserve under the account row lock so
+-- Per-user rate limits, enforced by billing's Reserve under the account row lock so
 -- that every edge and billing replica sharing this database sees one exact count.
 --
 --   requests_per_minute  NULL = the service default (BILLING_DEFAULT_REQUESTS_PER_MINUTE), 0 = no limit;

@@ -1,4 +1,4 @@
--- Group commit for billing (issue 3's benchmark): the Reserve and Commit calls that reach billing together
+-- Group commit for billing: the Reserve and Commit calls that reach billing together
 -- run as one statement and one transaction, each item exactly as its single statement would.
 --
 -- billing_reserve is the Reserve statement of services/billing/queries.py as a function; billing_reserve_many

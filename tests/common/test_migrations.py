@@ -43,16 +43,32 @@ async def test_concurrent_starts_apply_each_migration_once(fresh_dsn: str) -> No
         await conn.close()
 
 
-async def test_an_edited_migration_is_refused(fresh_dsn: str, tmp_path: Path) -> None:
+async def test_an_edited_migration_is_refused_but_a_comment_may_be_corrected(fresh_dsn: str, tmp_path: Path) -> None:
     copy = tmp_path / "migrations"
     copy.mkdir()
     for path in migration_files(MIGRATIONS):
         (copy / path.name).write_text(path.read_text())
     await migrate(fresh_dsn, copy)
     first = migration_files(copy)[0]
-    first.write_text(first.read_text() + "\n-- edited\n")
+    first.write_text("-- a corrected comment\n" + first.read_text() + "\n   -- another\n")
+    assert await migrate(fresh_dsn, copy) == []
+    first.write_text(first.read_text() + "\nSELECT 1;\n")
     with pytest.raises(RuntimeError, match="changed after it was applied"):
         await migrate(fresh_dsn, copy)
+
+
+async def test_a_database_migrated_with_raw_checksums_adopts_the_rule_once(fresh_dsn: str, tmp_path: Path) -> None:
+    """Before comments were left out, checksums covered the whole text: such a database is trusted once (its
+    migrations' comments may since have been corrected), then checked by the new rule."""
+    await migrate(fresh_dsn, MIGRATIONS)
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        await conn.execute("UPDATE schema_migrations SET checksum = 'raw text checksum', checksum_rule = NULL")
+        assert await migrate(fresh_dsn, MIGRATIONS) == []
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE checksum_rule IS NULL") == 0
+        assert await conn.fetchval("SELECT count(DISTINCT checksum_rule) FROM schema_migrations") == 1
+    finally:
+        await conn.close()
 
 
 async def test_a_function_file_is_the_functions_one_definition(fresh_dsn: str, tmp_path: Path) -> None:
