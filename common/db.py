@@ -5,10 +5,10 @@ own transaction, recorded in `schema_migrations` with a checksum of their SQL (c
 lines left out, so a comment can be corrected; any other change to an applied migration is refused).
 
 SQL functions are kept apart, one current definition per file in `migrations/functions/<name>.sql`, and
-(re)applied after the versioned migrations whenever a file's checksum changes (recorded in `schema_functions`): every overload of `<name>` is dropped first, so
-a changed signature replaces the old function instead of adding another. A function whose file is gone is
-dropped. A transaction-level advisory lock makes simultaneous runs safe (the second waits, then finds
-nothing to do).
+(re)applied after the versioned migrations whenever a file's checksum changes (recorded in
+`schema_functions`): every overload of `<name>` is dropped first, so a changed signature replaces the old
+function instead of adding another. A function whose file is gone is dropped. A transaction-level advisory
+lock makes simultaneous runs safe (the second waits, then finds nothing to do).
 """
 
 from __future__ import annotations
