@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -94,6 +95,8 @@ class Edge:
         self.paths = paths
         self.input_tokens: list[int] = []
         self.error_samples: list[str] = []
+        #: Each call's steps as the edge timed them (its Server-Timing header), ms.
+        self.timings: list[dict[str, float]] = []
 
     async def call(self, index: int) -> str | None:
         path = self.paths[index % len(self.paths)]
@@ -103,10 +106,33 @@ class Edge:
                 self.error_samples.append(f"{response.status_code} {response.text[:300]}")
             return f"HTTP {response.status_code}"
         self.input_tokens.append(response.json()["usage"]["input_tokens"])
+        self.timings.append(server_timing(response.headers.get("server-timing", "")))
         return None
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """`prepare;dur=1.20, reserve;dur=0.80` → {"prepare": 1.2, "reserve": 0.8}."""
+    steps: dict[str, float] = {}
+    for item in header.split(","):
+        name, _, duration = item.strip().partition(";dur=")
+        if name and duration:
+            steps[name] = float(duration)
+    return steps
+
+
+def timeline(samples: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each step of the edge's calls (Server-Timing), and what the steps leave for the edge."""
+    if not samples:
+        return {}
+    steps = [name for name in samples[0] if all(name in s for s in samples)]
+    medians = {name: round(statistics.median(s[name] for s in samples), 2) for name in steps}
+    if "total" in medians:
+        inside = statistics.median(s["total"] - sum(v for k, v in s.items() if k != "total") for s in samples)
+        medians["edge itself"] = round(inside, 2)
+    return medians
 
 
 class Direct:
@@ -300,6 +326,7 @@ async def run_level(stack: BenchStack, http: httpx.AsyncClient, key: str, model:
         "error_samples": {"edge": [e for p in pairs for e in p.edge_client.error_samples][:3],
                           "direct": [e for p in pairs for e in p.direct_client.error_samples][:3]},
         "mean_batch_items": mean_batch_items([p.batches for p in pairs]),
+        "edge_timeline_ms": timeline([t for p in pairs for t in p.edge_client.timings]),
     }
     if args.profile and concurrency in args.profile_levels:
         paths = await create_projects(http, math.ceil((warmup + requests) / args.scenes_per_project))
@@ -375,6 +402,9 @@ def print_level(level: dict[str, Any], out: Callable[[str], None] = print) -> No
         f"p99 edge−direct {level['p99_delta_ms']:+.2f} ms")
     if level.get("mean_batch_items"):
         out("  mean calls per batch RPC: " + "  ".join(f"{k} {v:.1f}" for k, v in level["mean_batch_items"].items()))
+    if level.get("edge_timeline_ms"):
+        out("  edge timeline, median ms (Server-Timing): "
+            + "  ".join(f"{k} {v:.2f}" for k, v in level["edge_timeline_ms"].items()))
     for path in ("edge", "direct"):
         cpu = level["cpu_ms_per_request"][path]
         parts = "  ".join(f"{k} {v:.2f}" for k, v in cpu.items()

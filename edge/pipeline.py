@@ -22,7 +22,7 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -72,6 +72,11 @@ class _Call:
     fingerprint: bytes
     faults: faults.Faults
     started: float
+    #: How long each step took (ms), answered in Server-Timing so a call's timeline is visible hop by hop.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, step: str, since: float) -> None:
+        self.timings[step] = (time.perf_counter() - since) * 1000
 
     def usage(self, *, project_path: str = "", model: str = "", input_tokens: int = 0, output_tokens: int = 0,
               error: str = "", provider_cost: Decimal = ZERO) -> billing_pb2.Usage:
@@ -119,6 +124,7 @@ async def _run(clients: ServiceClients, settings: EdgeSettings, caller: Caller, 
     )
     request.request_id = request_id
 
+    began = time.perf_counter()
     try:
         plan = await clients.call("generation", clients.prepare, request)
     except ApiError as exc:
@@ -127,6 +133,7 @@ async def _run(clients: ServiceClients, settings: EdgeSettings, caller: Caller, 
             # project was deleted since): the retry gets the first result.
             return await _answer_from_record(call, exc)
         raise
+    call.timed("prepare", began)
     call.endpoint = plan.endpoint
     required = from_wire(plan.required)
 
@@ -170,6 +177,7 @@ async def _reserve(call: _Call, required: Decimal) -> billing_pb2.ReserveRespons
         endpoint=call.endpoint, request_id=call.request_id, idempotency_key=call.key or "",
         fingerprint=call.fingerprint, fault=call.faults.spec(),
     )
+    began = time.perf_counter()
     try:
         reserved: billing_pb2.ReserveResponse = await call.clients.call("billing", call.clients.reserve, request)
     except ApiError as exc:
@@ -178,6 +186,7 @@ async def _reserve(call: _Call, required: Decimal) -> billing_pb2.ReserveRespons
             _VOIDS.add(task)
             task.add_done_callback(_VOIDS.discard)
         raise
+    call.timed("reserve", began)
     return reserved
 
 
@@ -204,6 +213,7 @@ async def _execute(call: _Call, plan: generation_pb2.Plan, required: Decimal) ->
     will not, so the answer can say "not charged" (and the staged result, if any, is never seen)."""
     request = generation_pb2.ExecuteRequest(plan=plan, hold_id=call.hold_id, budget=to_wire(required))
     path = _project_path(plan.request)
+    began = time.perf_counter()
     try:
         executed = await call.clients.generation.Execute(request, timeout=call.settings.generation_timeout_seconds)
     except grpc.aio.AioRpcError as exc:
@@ -217,6 +227,7 @@ async def _execute(call: _Call, plan: generation_pb2.Plan, required: Decimal) ->
     except BaseException:
         await asyncio.shield(_void(call, call.usage(project_path=path, model=plan.model, error="request aborted")))
         raise
+    call.timed("execute", began)
     if executed.ok:
         return executed
 
@@ -248,10 +259,12 @@ async def _commit(call: _Call, executed: generation_pb2.ExecuteResponse, require
                          provider_cost=cost),
         result_json=executed.result_json if call.key else "", fault=call.faults.spec(),
     )
+    began = time.perf_counter()
     try:
         settled = await asyncio.shield(_settle(call, call.clients.commit, request))
     except ApiError:
         settled = await _settle_unconfirmed(call, executed)
+    call.timed("commit", began)
     return _answer_settled(call, executed, settled)
 
 
@@ -282,8 +295,11 @@ def _answer_settled(call: _Call, executed: generation_pb2.ExecuteResponse,
         CREDITS_CHARGED.labels(call.endpoint).inc(float(charged))
         TOKENS.labels(executed.model, "input").inc(executed.input_tokens)
         TOKENS.labels(executed.model, "output").inc(executed.output_tokens)
-        return success_response(executed.result_json, executed.input_tokens, executed.output_tokens,
-                                executed.model, charged, settled.balance, call.request_id)
+        response = success_response(executed.result_json, executed.input_tokens, executed.output_tokens,
+                                    executed.model, charged, settled.balance, call.request_id)
+        call.timings["total"] = (time.monotonic() - call.started) * 1000
+        response.headers["Server-Timing"] = ", ".join(f"{k};dur={v:.2f}" for k, v in call.timings.items())
+        return response
     if settled.outcome in CONFLICTING:
         GENERATIONS.labels(call.endpoint, "settlement_conflict").inc()
         log.error("hold %s was posted before with %s credits, not the %s this call computed", call.hold_id,

@@ -8,6 +8,9 @@ written once here (`COUNTS`), and the prompts quote them from here too.
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
@@ -77,20 +80,37 @@ def how_many(what: str, count: int | None) -> str:
     return f"exactly {low}" if low == high else f"{low} to {high}"
 
 
-def structure(act_keys: list[str]) -> type[Output]:
+def structure(act_keys: Sequence[str]) -> type[Output]:
     """One required entry per act key: the schema itself says "each act exactly once"."""
+    return _structure(tuple(act_keys))
+
+
+def plot_points(count: int | None) -> type[Output]:
+    return _plot_points(count)
+
+
+def scenes(act_keys: Sequence[str], count: int | None) -> type[Output]:
+    return _scenes(tuple(act_keys), count)
+
+
+# Building a model (and its schema) costs far more than the call that uses it, and a template's acts and a
+# count come back again and again: each shape is built once.
+@functools.lru_cache(maxsize=256)
+def _structure(act_keys: tuple[str, ...]) -> type[Output]:
     fields: dict[str, Any] = {f"act_{i}": (Act, Field(alias=key)) for i, key in enumerate(act_keys)}
     return create_model("Structure", __base__=Output, **fields)
 
 
-def plot_points(count: int | None) -> type[Output]:
+@functools.lru_cache(maxsize=32)
+def _plot_points(count: int | None) -> type[Output]:
     low, high = bounds("plot_points", count)
     point: Any = text(2000)
     return create_model("PlotPoints", __base__=Output,
                         plot_points=(list[point], Field(min_length=low, max_length=high)))
 
 
-def scenes(act_keys: list[str], count: int | None) -> type[Output]:
+@functools.lru_cache(maxsize=512)
+def _scenes(act_keys: tuple[str, ...], count: int | None) -> type[Output]:
     low, high = bounds("scenes", count)
     fields: dict[str, Any] = {f"act_{i}": (list[Scene], Field(alias=key, min_length=low, max_length=high))
                               for i, key in enumerate(act_keys)}
@@ -116,13 +136,21 @@ def _without_titles(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
 def schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema, by alias (the act keys), as the tool's input_schema."""
+    """The model's JSON schema, by alias (the act keys), as the tool's input_schema (built once per model;
+    read-only)."""
     return model.model_json_schema(by_alias=True, schema_generator=_NoTitles)
 
 
 def tool(name: str, description: str, model: type[BaseModel]) -> dict[str, Any]:
     return {"name": name, "description": description, "input_schema": schema(model)}
+
+
+@functools.lru_cache(maxsize=1024)
+def tool_json(name: str, description: str, model: type[BaseModel]) -> str:
+    """The tool as the JSON text the plan carries (and the worst case counts)."""
+    return json.dumps(tool(name, description, model))
 
 
 def parse(model: type[BaseModel], data: Any) -> Any:

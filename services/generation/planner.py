@@ -13,7 +13,6 @@ plus a fixed allowance for message framing and the tool-use system prompt, and o
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -62,8 +61,14 @@ class Plan:
         return outputs.tool(self.kind.tool.name, self.kind.tool.description, self.output)
 
     @cached_property
+    def tool_json(self) -> str:
+        if self.kind.tool is None or self.output is None:
+            return ""
+        return outputs.tool_json(self.kind.tool.name, self.kind.tool.description, self.output)
+
+    @cached_property
     def input_tokens_bound(self) -> int:
-        text = prompts.SYSTEM + self.draft.prompt + (json.dumps(self.tool) if self.tool else "")
+        text = prompts.SYSTEM + self.draft.prompt + self.tool_json
         return len(text.encode("utf-8")) + INPUT_OVERHEAD_TOKENS
 
     @cached_property
@@ -79,7 +84,7 @@ class Plan:
         """The plan as Prepare answers it (and Execute receives it back)."""
         return generation_pb2.Plan(
             request=self.request, model=self.price.id, max_tokens=self.max_tokens, prompt=self.draft.prompt,
-            tool_json=json.dumps(self.tool) if self.tool is not None else "",
+            tool_json=self.tool_json,
             input_tokens_bound=self.input_tokens_bound, max_cost=to_wire(self.max_cost),
             act_keys=self.draft.act_keys, endpoint=self.kind.endpoint, required=to_wire(self.required),
             template=template_message(self.draft.template) if self.draft.template else None,
@@ -120,7 +125,7 @@ class Planner:
         template = _template_model(message.template) if message.HasField("template") else None
         draft = Draft(message.prompt, list(message.act_keys), template)
         plan = Plan(message.request, kind, own, self.prices.resolve(message.model), message.max_tokens, draft)
-        if (json.dumps(plan.tool) if plan.tool is not None else "") != message.tool_json:
+        if plan.tool_json != message.tool_json:
             raise InvalidGenerationInput("the plan's tool is not its kind's")
         return plan
 

@@ -25,15 +25,8 @@ PROJECT_PATH = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 
 
 def _paid(alias: str) -> str:
-    """SQL: the row (of `alias`) is part of the project: not metered, seen paid, or its hold is posted."""
-    return (f"({alias}.hold_id IS NULL OR {alias}.settled OR EXISTS (SELECT 1 FROM hold_outcomes o "
-            f"WHERE o.hold_id = {alias}.hold_id AND o.outcome = 'posted'))")
-
-
-def _not_discarded(alias: str) -> str:
-    """SQL: the row is paid or may still be (its hold is pending): what a concurrent call counts on."""
-    return (f"({alias}.hold_id IS NULL OR NOT EXISTS (SELECT 1 FROM hold_outcomes o "
-            f"WHERE o.hold_id = {alias}.hold_id AND o.outcome <> 'posted'))")
+    """SQL: the row (of `alias`) counts (migrations/functions/generation_paid.sql)."""
+    return f"generation_paid({alias}.hold_id, {alias}.settled)"
 
 
 #: The project ($1 path, $2 user) with its paid parts in the order they were saved, in one round trip ($3:
@@ -70,24 +63,8 @@ INSERT INTO project_parts (project_id, kind, act_key, scene_index, payload, hold
 SELECT p.id, $3, $4, $5, $6::jsonb, $7 FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}
 RETURNING id, project_id
 """
-#: The project's row, locked until the transaction ends: scenes added to one project are numbered one at a time.
-_LOCK_PROJECT = f"""
-SELECT p.id FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')} FOR NO KEY UPDATE
-"""
-
-#: Where a scene just staged ($1 project, $2 act, $3 its id) lands in the act: after the newest scene list
-#: staged before it and the scenes added since, counting those that are paid or may still be.
-_SCENE_INDEX = f"""
-WITH base AS (
-    SELECT pp.id, jsonb_array_length(pp.payload) AS scenes FROM project_parts pp
-    WHERE pp.project_id = $1 AND pp.kind = 'scenes' AND pp.act_key = $2 AND pp.id < $3 AND {_not_discarded('pp')}
-    ORDER BY pp.id DESC LIMIT 1
-)
-SELECT COALESCE((SELECT scenes FROM base), 0) + (
-    SELECT count(*) FROM project_parts pp
-    WHERE pp.project_id = $1 AND pp.kind = 'scene' AND pp.act_key = $2 AND pp.id < $3
-      AND pp.id > COALESCE((SELECT id FROM base), 0) AND {_not_discarded('pp')})
-"""
+#: Add a scene, numbered in its act, in one round trip (migrations/functions/generation_stage_scene.sql).
+_STAGE_SCENE = "SELECT generation_stage_scene($1, $2, $3, $4::jsonb, $5)"
 
 _DELETE = f"DELETE FROM projects p WHERE p.project_path = $1 AND p.user_id = $2 AND {_paid('p')}"
 
@@ -198,16 +175,16 @@ class ProjectRepository:
         """Save one part (plot points of an act, the scenes of an act, one added scene, one scene's dialogue)
         as a new row under `hold_id`: one INSERT, the project's other rows untouched. Returns, for an added
         scene, its index in the act (else -1)."""
-        values = (project_path, user_id, kind, act_key, scene_index, json.dumps(payload), hold_id)
-        if kind != "scene":
-            if await self._pool.fetchrow(_STAGE, *values) is None:
+        if kind == "scene":
+            index = await self._pool.fetchval(_STAGE_SCENE, project_path, user_id, act_key, json.dumps(payload),
+                                              hold_id)
+            if index is None:
                 raise ProjectNotFound()
-            return -1
-        async with self._pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(_LOCK_PROJECT, project_path, user_id) is None:
-                raise ProjectNotFound()
-            row = await conn.fetchrow(_STAGE, *values)
-            return int(await conn.fetchval(_SCENE_INDEX, row["project_id"], act_key, row["id"]))
+            return int(index)
+        if await self._pool.fetchrow(_STAGE, project_path, user_id, kind, act_key, scene_index, json.dumps(payload),
+                                     hold_id) is None:
+            raise ProjectNotFound()
+        return -1
 
     async def discard_unpaid(self) -> int:
         """Delete what voided or expired holds staged; mark what posted ones staged as settled. Returns how
