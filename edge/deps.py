@@ -1,6 +1,7 @@
 """What a route needs, as typed dependencies declared in its signature: the service clients, the settings,
 the key cache (all built once by the app's lifespan) and the shared request headers. Routes name these
-instead of reaching into `request.app.state`."""
+instead of reaching into `request.app.state`. They are `async def` on purpose: FastAPI runs a plain `def`
+dependency in a worker thread, a thread hand-off on every request."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from edge.key_cache import KeyCache
 from edge.settings import EdgeSettings
 
 
-def _clients(request: Request) -> ServiceClients:
+async def _clients(request: Request) -> ServiceClients:
     clients: ServiceClients = request.app.state.clients
     return clients
 
 
-def _settings(request: Request) -> EdgeSettings:
+async def _settings(request: Request) -> EdgeSettings:
     settings: EdgeSettings = request.app.state.settings
     return settings
 
 
-def _key_cache(request: Request) -> KeyCache:
+async def _key_cache(request: Request) -> KeyCache:
     cache: KeyCache = request.app.state.key_cache
     return cache
 
