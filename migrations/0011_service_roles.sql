@@ -1,7 +1,7 @@
 -- Least privilege: each service connects as a role of its own that may do to each table only what the
 -- service needs. None of them may UPDATE or DELETE ledger rows, holds, hold resolutions or usage rows:
 -- the ledger is append-only in the database, not only by convention. Only the migrator (the owner) runs
--- DDL; the services check at start that the schema is current, they no longer migrate it.
+-- DDL; the services only check at start that the schema is current.
 --
 -- The roles are created here without a password (NOLOGIN); the bootstrap (`fsg bootstrap`, which `make run`,
 -- docker-compose and the Kubernetes Job run) gives each one LOGIN and its password, and each service is given
