@@ -77,6 +77,13 @@ async def _update_sparing_last_admin(
     raise UserNotFound()
 
 
+#: Which unique index a new user collided with → the error it means (migrations/0001_auth.sql).
+_TAKEN: dict[str, type[EmailTaken | UsernameTaken]] = {
+    "user_accounts_email_key": EmailTaken,
+    "user_accounts_username_key": UsernameTaken,
+}
+
+
 class AuthRepository:
     """Users and keys. Takes a pool; each method is one statement or one explicit transaction."""
 
@@ -91,9 +98,10 @@ class AuthRepository:
                 queries.INSERT_USER, username, email, keys.key_hash(key), keys.display_prefix(key), is_admin
             )
         except asyncpg.UniqueViolationError as exc:
-            if "email" in (exc.constraint_name or ""):
-                raise EmailTaken() from exc
-            raise UsernameTaken() from exc
+            error = _TAKEN.get(exc.constraint_name or "")
+            if error is None:
+                raise
+            raise error() from exc
         return UserRecord.from_row(row), key
 
     async def user_for_key(self, key: str) -> UserRecord | None:
