@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -46,6 +46,27 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str, settings: dic
 
 def user_factory(stack: Stack, client: httpx.Client) -> UserFactory:
     return UserFactory(client, {"X-API-Key": stack.admin_key})
+
+
+def stack_fixtures(stack_fixture: str) -> tuple[Any, Any, Any]:
+    """The `client`, `users` and `db` fixtures of a module whose own stack is the fixture named
+    `stack_fixture`: `client, users, db = stack_fixtures("crashes")`."""
+
+    @pytest.fixture(scope="module")
+    def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=request.getfixturevalue(stack_fixture).edge_url, timeout=60) as http:
+            yield http
+
+    @pytest.fixture(scope="module")
+    def users(request: pytest.FixtureRequest, client: httpx.Client) -> UserFactory:
+        return user_factory(request.getfixturevalue(stack_fixture), client)
+
+    @pytest.fixture
+    async def db(request: pytest.FixtureRequest) -> AsyncIterator[asyncpg.Connection]:
+        async with request.getfixturevalue(stack_fixture).database() as conn:
+            yield conn
+
+    return client, users, db
 
 
 def reconcile_cli(stack: Stack) -> subprocess.CompletedProcess[str]:

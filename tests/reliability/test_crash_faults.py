@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -23,8 +23,8 @@ from tests.reliability.support import (
     assert_reconciled,
     own_stack,
     parse,
+    stack_fixtures,
     structure_call,
-    user_factory,
     wait_for,
 )
 from tests.stack import Stack
@@ -52,21 +52,7 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-@pytest.fixture(scope="module")
-def client(crashes: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=crashes.edge_url, timeout=60) as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-def users(crashes: Stack, client: httpx.Client) -> UserFactory:
-    return user_factory(crashes, client)
-
-
-@pytest.fixture
-async def db(crashes: Stack) -> AsyncIterator[asyncpg.Connection]:
-    async with crashes.database() as conn:
-        yield conn
+client, users, db = stack_fixtures("crashes")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 import asyncpg
@@ -24,7 +24,7 @@ from tests.reliability.support import (
     assert_charged_once,
     assert_reconciled,
     own_stack,
-    user_factory,
+    stack_fixtures,
 )
 from tests.stack import Stack
 
@@ -41,21 +41,7 @@ def seam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-@pytest.fixture(scope="module")
-def client(seam: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=seam.edge_url, timeout=60) as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-def users(seam: Stack, client: httpx.Client) -> UserFactory:
-    return user_factory(seam, client)
-
-
-@pytest.fixture
-async def db(seam: Stack) -> AsyncIterator[asyncpg.Connection]:
-    async with seam.database() as conn:
-        yield conn
+client, users, db = stack_fixtures("seam")
 
 
 def structure(client: httpx.Client, user: TestUser, *, key: str | None = None, fault: str = "") -> httpx.Response:
