@@ -35,6 +35,8 @@ class Refusal(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     LAST_ENABLED_ADMIN = "last_enabled_admin"
     UNAVAILABLE = "unavailable"
+    PAYMENT_DECLINED = "payment_declined"  # the buyer's card or payment method was refused
+    PAYMENT_PROVIDER = "payment_provider"  # the payment provider failed or is not configured
 
 
 #: The gRPC status each refusal travels as.
@@ -46,6 +48,8 @@ REFUSAL_CODES: dict[Refusal, grpc.StatusCode] = {
     Refusal.IDEMPOTENCY_KEY_REUSED: grpc.StatusCode.FAILED_PRECONDITION,
     Refusal.LAST_ENABLED_ADMIN: grpc.StatusCode.FAILED_PRECONDITION,
     Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Refusal.PAYMENT_DECLINED: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.PAYMENT_PROVIDER: grpc.StatusCode.UNAVAILABLE,
 }
 #: The trailing-metadata key that carries the refusal.
 REFUSAL_METADATA = "fsg-refusal"

@@ -1,7 +1,8 @@
 """`fsg`: run the whole stack in the foreground, or do one of its steps.
 
 `fsg run` starts (or uses) PostgreSQL, applies migrations, creates the admin on the first start, starts
-the Claude simulator when no ANTHROPIC_API_KEY is set, generates a development service token on the first
+the Claude simulator when no ANTHROPIC_API_KEY is set and a local fake Stripe (localstripe) when no
+STRIPE_SECRET_KEY is set, generates a development service token on the first
 start (DATA_DIR/service-token, 0600, kept across restarts, never printed) unless one is configured, then
 runs the services and the edge as separate processes under honcho (Procfile). Ctrl-C or SIGTERM stops
 every process, then PostgreSQL.
@@ -29,6 +30,7 @@ from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
 from devstack.bootstrap import admin_lines, bootstrap
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir
+from devstack.payments import LOCALSTRIPE_BANNER, local_stripe_env
 from devstack.settings import StackSettings
 
 app = typer.Typer(help="Film Script Generator: run the stack and its operator steps.", no_args_is_help=True)
@@ -110,9 +112,20 @@ def run() -> None:
         if simulate:
             typer.secho(SIMULATOR_BANNER.format(url=env["ANTHROPIC_BASE_URL"]), fg="yellow", bold=True, err=True)
             manager.add_process("simulator", "python -m simulator", env=env, cwd=str(REPO_ROOT))
+        # Only billing talks to Stripe, so only billing gets its settings.
+        billing_stripe: dict[str, str] = {}
+        if settings.stripe_secret_key is None:
+            localstripe, billing_stripe = local_stripe_env(settings.data_dir.resolve(), settings.localstripe_port,
+                                                           settings.edge_port)
+            typer.secho(LOCALSTRIPE_BANNER.format(url=billing_stripe["STRIPE_API_BASE"]), fg="yellow", bold=True,
+                        err=True)
+            manager.add_process("localstripe", "python -m devstack.local_stripe", env={**env, **localstripe},
+                                cwd=str(REPO_ROOT))
         for name, command in procfile.processes.items():
             # Each service connects as its own least-privilege role; the edge needs no database at all.
             own = {"DATABASE_URL": service_dsn(dsn, name, passwords[name])} if name in SERVICE_ROLES else {}
+            if name == "billing":
+                own.update(billing_stripe)
             manager.add_process(name, command, env={**env, **own}, cwd=str(REPO_ROOT))
         typer.echo(f"edge: http://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
         manager.loop()

@@ -8,6 +8,7 @@ from common.settings import (
     DEFAULT_BILLING_PORT,
     DEFAULT_EDGE_PORT,
     DEFAULT_GENERATION_PORT,
+    DEFAULT_LOCALSTRIPE_PORT,
     DEFAULT_PG_PORT,
     DEFAULT_SIMULATOR_PORT,
     CommonSettings,
@@ -22,6 +23,9 @@ class StackSettings(CommonSettings):
     billing_port: int = Field(DEFAULT_BILLING_PORT, validation_alias="BILLING_PORT")
     generation_port: int = Field(DEFAULT_GENERATION_PORT, validation_alias="GENERATION_PORT")
     simulator_port: int = Field(DEFAULT_SIMULATOR_PORT, validation_alias="SIM_PORT")
+    #: With no STRIPE_SECRET_KEY, purchases go to a local fake Stripe (localstripe) on this port.
+    stripe_secret_key: SecretStr | None = Field(None, validation_alias="STRIPE_SECRET_KEY")
+    localstripe_port: int = Field(DEFAULT_LOCALSTRIPE_PORT, validation_alias="LOCALSTRIPE_PORT")
     admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
     admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")
     #: The services' database roles' passwords; each unset one is generated once and kept in DATA_DIR.

@@ -17,7 +17,7 @@ from edge.json import DecimalJSONResponse
 from edge.key_cache import KeyCache, follow_revocations
 from edge.metrics import metrics_endpoint
 from edge.responses import ADMIN_ERRORS, ERRORS, KEY_ERRORS, METERED_ERRORS
-from edge.routes import admin, generate, health, me, projects
+from edge.routes import admin, generate, health, me, projects, purchases
 from edge.settings import EdgeSettings
 
 
@@ -60,6 +60,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     app.include_router(projects.router, responses=KEY_ERRORS)
     app.include_router(me.router, responses=KEY_ERRORS)
     app.include_router(admin.router, responses=ADMIN_ERRORS)
+    app.include_router(purchases.router, responses=KEY_ERRORS)
+    app.include_router(purchases.webhooks, responses=ERRORS)
     app.include_router(health.router, responses=ERRORS)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app

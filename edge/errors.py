@@ -85,6 +85,8 @@ REFUSALS: dict[Refusal, Callable[[str, str], ApiError]] = {
     Refusal.IDEMPOTENCY_KEY_REUSED: lambda detail, service: IdempotencyKeyReused(),
     Refusal.LAST_ENABLED_ADMIN: lambda detail, service: ApiError(409, "Last enabled admin", detail),
     Refusal.UNAVAILABLE: lambda detail, service: _unavailable(503, service),
+    Refusal.PAYMENT_DECLINED: lambda detail, service: ApiError(402, "Payment declined", detail),
+    Refusal.PAYMENT_PROVIDER: lambda detail, service: ApiError(503, "Payment provider unavailable", detail),
 }
 
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal
 
-from common.money import from_wire
+from common.money import for_json, from_wire
 from edge.errors import ApiError, IdempotencyKeyReused
 from edge.metrics import GENERATIONS
 from edge.rate_limits import rate_limited
@@ -28,7 +28,12 @@ def _insufficient(reserved: billing_pb2.ReserveResponse, user_id: int, endpoint:
     GENERATIONS.labels(endpoint, "insufficient_credits").inc()
     log.info("user %d: insufficient credits for %s (required %s, available %s)", user_id, endpoint, required,
              reserved.available)
-    return ApiError(402, "Insufficient credits", remaining=from_wire(reserved.available), required=required,
+    available = from_wire(reserved.available)
+    if available < 0:
+        return ApiError(402, "Insufficient credits", remaining=available, required=required, owed=-available,
+                        message=f"Your account owes {for_json(-available)} credits: a refunded or disputed purchase "
+                                "took back credits that were already spent. Buy credits to pay it and continue")
+    return ApiError(402, "Insufficient credits", remaining=available, required=required,
                     message="Please purchase more credits to continue")
 
 

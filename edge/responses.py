@@ -84,8 +84,11 @@ class CreatedUser(_Doc):
 
 class Balance(_Doc):
     username: str
-    credits_remaining: Money | None = Field(description="null for an unlimited (admin) account")
+    credits_remaining: Money | None = Field(description="null for an unlimited (admin) account; below zero "
+                                                        "while the account owes credits")
     credits_held: Money
+    credits_owed: Money = Field(description="credits a refunded or disputed purchase took back after they were "
+                                            "spent; metered calls are refused until they are paid")
     total_credits_purchased: Money
     unlimited: bool
 
@@ -128,6 +131,7 @@ class ListedUser(_Doc):
     created_at: str
     credits_remaining: Money | None
     credits_held: Money
+    credits_owed: Money
     total_credits_purchased: Money
     unlimited: bool
     total_requests: int
@@ -183,6 +187,60 @@ class Transaction(_Doc):
 class TransactionPage(_Doc):
     transactions: list[Transaction]
     next_before: int | None
+
+
+# -- purchases ------------------------------------------------------------------------------------------
+class CreditPack(_Doc):
+    id: str
+    name: str
+    credits: Money = Field(description="credits the pack gives, bonus included")
+    bonus_credits: Money = Field(alias="bonusCredits")
+    amount: int = Field(description="the price in the currency's minor unit (cents)")
+    currency: str
+
+
+class CreditPacks(_Doc):
+    packs: list[CreditPack]
+    publishable_key: str | None = Field(alias="publishableKey", description="Stripe.js's key; null when unset")
+
+
+class StartedPurchase(_Doc):
+    purchase_id: str = Field(alias="purchaseId")
+    client_secret: str = Field(alias="clientSecret", description="for Stripe.js to confirm the payment")
+    amount: int
+    currency: str
+    credits: Money
+    pack: str
+    payment_status: str = Field(alias="paymentStatus", description="the PaymentIntent's status")
+    state: str
+
+
+class Purchase(_Doc):
+    purchase_id: str = Field(alias="purchaseId")
+    pack: str
+    credits: Money
+    amount: int
+    currency: str
+    state: str = Field(description="pending | failed | succeeded | partially_refunded | refunded | disputed | "
+                                   "mismatch")
+    credited: Money = Field(description="net credits the purchase has added so far")
+    refunded_amount: int = Field(alias="refundedAmount")
+    disputed_amount: int = Field(alias="disputedAmount")
+    failure_message: str | None = Field(alias="failureMessage")
+    payment_intent_id: str | None = Field(alias="paymentIntentId")
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+
+
+class PurchasePage(_Doc):
+    purchases: list[Purchase]
+    next_before: int | None = Field(alias="nextBefore")
+
+
+class StripeEventReceived(_Doc):
+    received: bool
+    event_id: str = Field(alias="eventId")
+    outcome: str = Field(description="applied | duplicate | ignored | not_ours | conflict")
 
 
 # -- templates, models, projects --------------------------------------------------------------------------

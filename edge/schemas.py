@@ -76,6 +76,15 @@ class LimitsBody(StrictBody):
     max_concurrent: Annotated[int, Field(ge=0, le=MAX_CONCURRENT_LIMIT)] | None = None
 
 
+class PurchaseBody(StrictBody):
+    """POST /api/purchases: a pack id from /api/credit-packs and, to pay at once (server-side confirmation),
+    a Stripe PaymentMethod id collected by Stripe.js; without one, the client confirms with `clientSecret`."""
+
+    pack: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    payment_method: Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,252}$")] | None = Field(
+        None, alias="paymentMethod")
+
+
 # -- generation ------------------------------------------------------------------------------------
 ProjectPath = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 ActKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]

@@ -29,10 +29,12 @@ from common.service_auth import ServiceTokens, authenticated_channel, ensure_tok
 from common.settings import REPO_ROOT
 from devstack.bootstrap import bootstrap
 from devstack.embedded_pg import EmbeddedPostgres
+from devstack.payments import local_stripe_env
 
 #: Each process kind and the module that runs it, in start order.
 MODULES = {
     "simulator": "simulator",
+    "localstripe": "devstack.local_stripe",
     "auth": "services.auth.server",
     "billing": "services.billing.server",
     "generation": "services.generation.server",
@@ -89,6 +91,16 @@ class Stack:
         return ensure_token_file(self.data_dir / "service-token")
 
     @property
+    def stripe_url(self) -> str:
+        """This stack's localstripe (the fake Stripe billing talks to)."""
+        return self.env["STRIPE_API_BASE"]
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret Stripe events to this stack's edge are signed with."""
+        return self.env["STRIPE_WEBHOOK_SECRET"]
+
+    @property
     def tokens(self) -> ServiceTokens:
         return parse_tokens(self.token_file.read_text(), "the test stack's token file")
 
@@ -107,7 +119,8 @@ class Stack:
         self.admin_key = result.admin_key
         # Each service connects as its own least-privilege role, as under `make run`.
         self.role_dsns = {service: service_dsn(self.dsn, service, secret) for service, secret in passwords.items()}
-        self.ports = {name: free_port() for name in ("simulator", "auth", "billing", "generation", "edge")}
+        self.ports = {name: free_port() for name in MODULES}
+        localstripe, billing_stripe = local_stripe_env(self.data_dir, self.ports["localstripe"], self.ports["edge"])
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("FSG_SERVICE_")}
         self.env = {
             **inherited,  # never an outer FSG_SERVICE_AUTH=off or token: the stack tests the real thing
@@ -140,6 +153,9 @@ class Stack:
             "BILLING_DEFAULT_REQUESTS_PER_MINUTE": "60",
             "BILLING_DEFAULT_MAX_CONCURRENT": "5",
             "DB_POOL_MAX": "20",
+            # Purchases go to this stack's own localstripe, whose webhooks reach this stack's edge.
+            **localstripe,
+            **billing_stripe,
             **self.settings,
             **(overrides or {}),
         }

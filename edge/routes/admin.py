@@ -15,7 +15,7 @@ from edge.errors import ApiError
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
-from edge.routes.stats import usage_stats_body
+from edge.routes.stats import credits_owed, usage_stats_body
 from edge.schemas import MAX_ID, CreateUserBody, GrantCreditsBody, LimitsBody, UsernamePath
 from edge.security import Admin
 from protos import auth_pb2, billing_pb2
@@ -32,6 +32,7 @@ def _balance_numbers(balance: billing_pb2.Balance) -> dict[str, Any]:
     return {
         "credits_remaining": None if balance.unlimited else from_wire(balance.available),
         "credits_held": from_wire(balance.held),
+        "credits_owed": credits_owed(balance),
         "total_credits_purchased": from_wire(balance.total_credits_purchased),
         "unlimited": balance.unlimited,
     }

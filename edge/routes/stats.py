@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from common.money import from_wire
+from common.money import ZERO, from_wire
 from protos import billing_pb2
+
+
+def credits_owed(balance: billing_pb2.Balance) -> Decimal:
+    """What a limited account owes: a refunded or disputed purchase took back credits already spent, so its
+    balance is below zero (and metered calls are refused) until credits come in again."""
+    return ZERO if balance.unlimited else max(ZERO, -from_wire(balance.available))
 
 
 async def usage_stats_body(clients: Any, user_id: int, username: str) -> dict[str, Any]:
@@ -17,6 +24,7 @@ async def usage_stats_body(clients: Any, user_id: int, username: str) -> dict[st
             "credits_remaining": None if balance.unlimited else from_wire(balance.available),
             "total_credits_purchased": from_wire(balance.total_credits_purchased),
             "credits_held": from_wire(balance.held),
+            "credits_owed": credits_owed(balance),
             "unlimited": balance.unlimited,
         },
         "usage": {

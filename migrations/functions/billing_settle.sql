@@ -90,6 +90,7 @@ BEGIN
 
     UPDATE credit_accounts a
     SET held = a.held - h.amount, available = a.available + h.amount - charge,
+        owed = least(a.owed, greatest(0, -(a.available + h.amount - charge))),  -- a release pays a debt first
         holds_open = a.holds_open - 1, updated_at = now()
     WHERE a.user_id = h.user_id
     RETURNING * INTO acct;

@@ -6,11 +6,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import asyncpg
 import typer
 
 from common.cli import run_with_repository
 from common.money import for_json
-from services.billing.repository import KEEP, BillingRepository, LimitSetting
+from services.billing.purchases import StripeDifference, purchases_from_settings
+from services.billing.repository import KEEP, BillingRepository, LimitSetting, ReconcileReport
 from services.billing.settings import BillingSettings
 
 app = typer.Typer(help="Billing service: credits, holds and the ledger.", no_args_is_help=True)
@@ -44,11 +46,30 @@ def serve() -> None:
     main()
 
 
+async def _reconcile(pool: asyncpg.Pool, settings: BillingSettings, stripe_days: int | None, with_stripe: bool
+                     ) -> tuple[ReconcileReport, list[StripeDifference] | None]:
+    report = await BillingRepository(pool).reconcile()
+    purchases = purchases_from_settings(pool, settings)
+    try:
+        if not with_stripe or settings.stripe_secret_key is None:
+            return report, None
+        return report, await purchases.check_with_stripe(days=stripe_days)
+    finally:
+        await purchases.close()
+
+
 @app.command()
-def reconcile() -> None:
-    """Re-derive every balance from the ledger, check every hold against its rows and the conservation of
-    credits over all accounts; report each difference. Exit 1 if any."""
-    report = _with_repo(lambda repo: repo.reconcile())
+def reconcile(
+    stripe: bool = typer.Option(True, "--stripe/--no-stripe",
+                                help="also check purchases against Stripe (when STRIPE_SECRET_KEY is set)"),
+    stripe_days: int | None = typer.Option(None, help="check only purchases changed within this many days"),
+) -> None:
+    """Re-derive every balance from the ledger, check every hold against its rows, every purchase against its
+    rows and what Stripe says was paid, refunded and disputed, and the conservation of credits over all
+    accounts; report each difference. Exit 1 if any."""
+    settings = BillingSettings()
+    report, stripe_differences = run_with_repository(
+        settings, lambda pool: pool, lambda pool: _reconcile(pool, settings, stripe_days, stripe))
     for d in report.accounts:
         typer.echo(
             f"user {d.user_id}: available {d.available} vs ledger {d.ledger_available}; "
@@ -56,20 +77,31 @@ def reconcile() -> None:
             f"holds_open {d.holds_open} vs pending holds {d.pending_holds} (listed {d.listed_pending_holds}); "
             f"purchased {d.total_credits_purchased} vs ledger {d.ledger_purchased}; "
             f"usage ledger {d.ledger_usage} vs usage_logs {d.logged_usage}; "
-            f"ledger rows consistent: {d.rows_consistent}"
+            f"ledger rows consistent: {d.rows_consistent}; owed {d.owed}"
         )
     for h in report.holds:
         typer.echo(f"hold {h.hold_id} (user {h.user_id}, {h.amount}, {h.outcome or 'pending'} {h.charge or ''}): "
                    f"{h.problem}")
+    for p in report.purchases:
+        typer.echo(f"purchase {p.purchase_id} (user {p.user_id}): {p.problem}")
+    for s in stripe_differences or []:
+        typer.echo(f"purchase {s.purchase_id} (user {s.user_id}, {s.payment_intent_id}): {s.problem}")
+    for a in report.attention:
+        typer.echo(f"needs an operator: purchase {a.purchase_id} (user {a.user_id}): {a.problem}", err=True)
+    if stripe_differences is None:
+        typer.echo("purchases were not checked against Stripe (STRIPE_SECRET_KEY is not set, or --no-stripe)")
     c = report.conservation
     if not c.holds:
         typer.echo(f"conservation: credited {c.credited} - charged {c.charged} vs in accounts {c.in_accounts}; "
                    f"held {c.held} vs pending {c.pending}; posted {c.posted} vs logged {c.logged}")
-    if not report.clean:
-        typer.echo(f"reconcile: {len(report.accounts)} account(s) and {len(report.holds)} hold(s) differ from the "
-                   f"ledger{'' if c.holds else '; credits are not conserved'}", err=True)
+    if not report.clean or stripe_differences:
+        purchases = len(report.purchases) + len(stripe_differences or [])
+        typer.echo(f"reconcile: {len(report.accounts)} account(s), {len(report.holds)} hold(s) and {purchases} "
+                   f"purchase difference(s){'' if c.holds else '; credits are not conserved'}", err=True)
         raise typer.Exit(1)
-    typer.echo("reconcile: every balance matches the ledger, every hold its rows, and credits are conserved")
+    typer.echo("reconcile: every balance matches the ledger, every hold and purchase its rows"
+               f"{', every purchase what Stripe says' if stripe_differences is not None else ''}, "
+               "and credits are conserved")
 
 
 @app.command()

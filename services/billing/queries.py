@@ -25,11 +25,12 @@ SELECT id, user_id, transaction_type, credits_amount, notes FROM credit_transact
 """
 
 #: $1 user, $2 amount (signed; billing_credits refuses more than 4 places), $3 counts toward
-#: total_credits_purchased
+#: total_credits_purchased. Credits in pay a debt first; a negative adjustment may not overdraw (the CHECK).
 MOVE_FOR_GRANT = """
 UPDATE credit_accounts
 SET available = available + billing_credits($2),
     total_credits_purchased = total_credits_purchased + CASE WHEN $3 THEN $2 ELSE 0 END,
+    owed = least(owed, greatest(0, -(available + $2))),
     updated_at = now()
 WHERE user_id = $1
 RETURNING available - $2 AS before, available AS after
@@ -144,12 +145,13 @@ ORDER BY id DESC
 LIMIT $3
 """
 
-#: Re-derive every account's cached numbers from the ledger and the holds; any row returned is a difference.
+#: Re-derive every account's cached numbers from the ledger and the holds (and what it owes from its balance);
+#: any row returned is a difference.
 RECONCILE = """
 WITH ledger AS (
     SELECT user_id,
            sum(credits_amount) AS available,
-           sum(credits_amount) FILTER (WHERE transaction_type IN ('grant', 'purchase')) AS purchased,
+           sum(credits_amount) FILTER (WHERE transaction_type IN ('grant', 'purchase', 'clawback')) AS purchased,
            bool_and(balance_after = balance_before + credits_amount) AS rows_consistent
     FROM credit_transactions GROUP BY user_id
 ), pending AS (
@@ -171,7 +173,7 @@ SELECT a.user_id,
        a.holds_open, COALESCE(p.holds, 0) AS pending_holds, COALESCE(s.holds, 0) AS listed_pending_holds,
        a.total_credits_purchased, COALESCE(l.purchased, 0) AS ledger_purchased,
        COALESCE(c.usage, 0) AS ledger_usage, COALESCE(g.usage, 0) AS logged_usage,
-       COALESCE(l.rows_consistent, true) AS rows_consistent
+       COALESCE(l.rows_consistent, true) AS rows_consistent, a.owed
 FROM credit_accounts a
 LEFT JOIN ledger l ON l.user_id = a.user_id
 LEFT JOIN pending p ON p.user_id = a.user_id
@@ -185,11 +187,13 @@ WHERE a.available <> COALESCE(l.available, 0)
    OR a.total_credits_purchased <> COALESCE(l.purchased, 0)
    OR COALESCE(c.usage, 0) <> COALESCE(g.usage, 0)
    OR NOT COALESCE(l.rows_consistent, true)
+   OR a.owed <> CASE WHEN a.unlimited THEN 0 ELSE greatest(0, -a.available) END
 ORDER BY a.user_id
 """
 
-#: Every hold against its own rows: one `hold` ledger row of -amount; once resolved, exactly one resolution
-#: (the primary key), one `release` row of +amount, one `usage` row of -charge when it charged anything (none
+#: Every hold against its own rows: one `hold` ledger row of -amount that left a limited account's balance
+#: at zero or above (no overdraft: billing_reserve's rule, checked after the fact); once resolved, exactly one
+#: resolution (the primary key), one `release` row of +amount, one `usage` row of -charge when it charged anything (none
 #: otherwise) and one usage_logs row costing the charge, successful iff posted; while pending, a
 #: pending_holds row and none of the others. Any row returned is a hold whose rows disagree, with why.
 RECONCILE_HOLDS = """
@@ -197,6 +201,7 @@ WITH ledger AS (
     SELECT hold_id,
            count(*) FILTER (WHERE transaction_type = 'hold') AS hold_rows,
            COALESCE(sum(credits_amount) FILTER (WHERE transaction_type = 'hold'), 0) AS held,
+           min(balance_after) FILTER (WHERE transaction_type = 'hold') AS balance_after_hold,
            count(*) FILTER (WHERE transaction_type = 'release') AS release_rows,
            COALESCE(sum(credits_amount) FILTER (WHERE transaction_type = 'release'), 0) AS released,
            count(*) FILTER (WHERE transaction_type = 'usage') AS usage_rows,
@@ -212,8 +217,10 @@ WITH ledger AS (
            COALESCE(l.release_rows, 0) AS release_rows, COALESCE(l.released, 0) AS released,
            COALESCE(l.usage_rows, 0) AS usage_rows, COALESCE(l.used, 0) AS used,
            COALESCE(g.log_rows, 0) AS log_rows, COALESCE(g.logged, 0) AS logged, g.all_success,
-           EXISTS (SELECT 1 FROM pending_holds p WHERE p.hold_id = h.id) AS listed_pending
+           EXISTS (SELECT 1 FROM pending_holds p WHERE p.hold_id = h.id) AS listed_pending,
+           NOT a.unlimited AND l.balance_after_hold < 0 AS overdraft
     FROM credit_holds h
+    JOIN credit_accounts a ON a.user_id = h.user_id
     LEFT JOIN credit_hold_resolutions r ON r.hold_id = h.id
     LEFT JOIN ledger l ON l.hold_id = h.id
     LEFT JOIN logs g ON g.hold_id = h.id
@@ -221,6 +228,7 @@ WITH ledger AS (
 SELECT hold_id, user_id, amount, outcome, charge,
        CASE
            WHEN hold_rows <> 1 OR held <> -amount THEN 'hold ledger row missing, repeated or of another amount'
+           WHEN overdraft THEN 'placed beyond the available balance (overdraft)'
            WHEN outcome IS NULL AND NOT listed_pending THEN 'pending but not in pending_holds'
            WHEN outcome IS NULL AND (release_rows + usage_rows + log_rows) > 0 THEN 'pending but already settled rows'
            WHEN outcome IS NULL THEN NULL
@@ -233,7 +241,7 @@ SELECT hold_id, user_id, amount, outcome, charge,
        END AS problem
 FROM checked
 WHERE CASE
-          WHEN hold_rows <> 1 OR held <> -amount THEN true
+          WHEN hold_rows <> 1 OR held <> -amount OR overdraft THEN true
           WHEN outcome IS NULL THEN NOT listed_pending OR (release_rows + usage_rows + log_rows) > 0
           ELSE listed_pending OR release_rows <> 1 OR released <> amount
                OR usage_rows <> (CASE WHEN charge > 0 THEN 1 ELSE 0 END) OR used <> charge
@@ -242,13 +250,13 @@ WHERE CASE
 ORDER BY hold_id
 """
 
-#: Conservation over all accounts: what came in (grants, purchases, refunds, adjustments) minus what was
+#: Conservation over all accounts: what came in (grants, purchases less clawbacks, refunds, adjustments) minus what was
 #: charged equals what the accounts hold (available + held); what is held equals the pending holds; and the
 #: posted resolutions, the usage ledger rows and the usage log agree on what was charged.
 CONSERVATION = """
 SELECT
     (SELECT COALESCE(sum(credits_amount), 0) FROM credit_transactions
-      WHERE transaction_type IN ('grant', 'purchase', 'refund', 'adjustment')) AS credited,
+      WHERE transaction_type IN ('grant', 'purchase', 'refund', 'adjustment', 'clawback')) AS credited,
     (SELECT COALESCE(sum(-credits_amount), 0) FROM credit_transactions WHERE transaction_type = 'usage') AS charged,
     (SELECT COALESCE(sum(available + held), 0) FROM credit_accounts) AS in_accounts,
     (SELECT COALESCE(sum(held), 0) FROM credit_accounts) AS held,
@@ -256,4 +264,102 @@ SELECT
       WHERE NOT EXISTS (SELECT 1 FROM credit_hold_resolutions r WHERE r.hold_id = h.id)) AS pending,
     (SELECT COALESCE(sum(amount), 0) FROM credit_hold_resolutions WHERE outcome = 'posted') AS posted,
     (SELECT COALESCE(sum(credits_cost), 0) FROM usage_logs) AS logged
+"""
+
+# -- purchases ------------------------------------------------------------------------------------------
+_PURCHASE_COLUMNS = """id, seq, user_id, pack_id, credits, amount, currency, state, payment_intent_id, credited,
+refunded_amount, disputed_amount, failure_message, mismatch, idempotency_key, created_at, updated_at"""
+
+#: $1 id, $2 user, $3 idempotency key (NULL = none), $4 pack, $5 credits, $6 amount, $7 currency. No row back:
+#: the user's key already names a purchase (a retry, or a concurrent twin).
+INSERT_PURCHASE = f"""
+INSERT INTO purchases (id, user_id, idempotency_key, pack_id, credits, amount, currency)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (user_id, idempotency_key) DO NOTHING
+RETURNING {_PURCHASE_COLUMNS}
+"""
+
+PURCHASE_BY_KEY = f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE user_id = $1 AND idempotency_key = $2"
+PURCHASE_BY_ID = f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE id = $1"
+PURCHASE_BY_PAYMENT_INTENT = f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE payment_intent_id = $1"
+
+#: $1 purchase, $2 PaymentIntent id: the intent created for it (first one wins).
+SET_PAYMENT_INTENT = """
+UPDATE purchases SET payment_intent_id = $2, updated_at = now()
+WHERE id = $1 AND payment_intent_id IS NULL
+"""
+
+#: $1 purchase, $2 PaymentIntent id (may be NULL), $3 why: Stripe refused the payment while we asked it to
+#: confirm. Moves no money: a purchase not yet paid becomes `failed` (a later success still counts).
+RECORD_DECLINE = """
+UPDATE purchases
+SET failure_message = $3, payment_intent_id = COALESCE(payment_intent_id, $2),
+    state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END, updated_at = now()
+WHERE id = $1
+"""
+
+#: $1 user, $2 before seq (0 = newest), $3 page size.
+LIST_PURCHASES = f"""
+SELECT {_PURCHASE_COLUMNS} FROM purchases
+WHERE user_id = $1 AND ($2::bigint = 0 OR seq < $2::bigint)
+ORDER BY seq DESC
+LIMIT $3
+"""
+
+#: Apply one verified Stripe event to its purchase, once (migrations/functions/billing_purchase_apply.sql):
+#: $1 purchase, $2 event id, $3 type, $4 object id, $5 PaymentIntent id, $6 paid amount, $7 currency,
+#: $8 refunded amount, $9 dispute id, $10 dispute amount, $11 dispute status, $12 failure message.
+APPLY_PURCHASE_EVENT = "SELECT * FROM billing_purchase_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+
+#: An event billing acts on no further (ignored type, not ours): $1 id, $2 type, $3 object id, $4 outcome.
+#: No row back: seen before.
+RECORD_STRIPE_EVENT = """
+INSERT INTO stripe_events (id, type, object_id, outcome) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+#: Purchases with a PaymentIntent, for checking against Stripe: $1 only those changed within this many days
+#: (NULL = all).
+PURCHASES_TO_CHECK = f"""
+SELECT {_PURCHASE_COLUMNS},
+       EXISTS (SELECT 1 FROM purchase_disputes d WHERE d.purchase_id = purchases.id) AS ever_disputed,
+       paid_amount
+FROM purchases
+WHERE payment_intent_id IS NOT NULL
+  AND ($1::integer IS NULL OR updated_at > now() - make_interval(days => $1::integer))
+ORDER BY seq
+"""
+
+#: Every purchase against its own rows: what it credited equals the sum of its ledger rows and what its facts
+#: say it should have (billing_purchase_target). Any row is a difference in the books.
+RECONCILE_PURCHASES = """
+WITH ledger AS (
+    SELECT purchase_id, sum(credits_amount) AS moved FROM credit_transactions
+    WHERE purchase_id IS NOT NULL GROUP BY purchase_id
+), checked AS (
+    SELECT p.id AS purchase_id, p.user_id, p.credited, COALESCE(l.moved, 0) AS moved,
+           billing_purchase_target(p.credits, p.amount, p.paid_amount, p.refunded_amount, p.disputed_amount,
+                                   p.mismatch) AS target
+    FROM purchases p LEFT JOIN ledger l ON l.purchase_id = p.id
+)
+SELECT purchase_id, user_id,
+       CASE WHEN credited <> moved THEN format('credited %s but its ledger rows sum to %s', credited, moved)
+            ELSE format('credited %s but its payment facts say %s', credited, target) END AS problem
+FROM checked
+WHERE credited <> moved OR credited <> target
+ORDER BY purchase_id
+"""
+
+#: Payments Stripe took that no purchase credits, for an operator to settle with the buyer (refund them):
+#: a paid amount that does not match the pack, and events of a second PaymentIntent naming a purchase.
+PURCHASES_NEEDING_ATTENTION = """
+SELECT p.id AS purchase_id, p.user_id, 'paid, not credited: ' || p.mismatch AS problem
+FROM purchases p WHERE p.mismatch IS NOT NULL
+UNION ALL
+SELECT e.purchase_id, p.user_id,
+       format('event %s (%s) names this purchase but is of another PaymentIntent (%s)', e.id, e.type, e.object_id)
+FROM stripe_events e JOIN purchases p ON p.id = e.purchase_id
+WHERE e.outcome = 'conflict'
+ORDER BY 1
 """

@@ -180,6 +180,7 @@ class Difference:
     ledger_usage: Decimal
     logged_usage: Decimal
     rows_consistent: bool
+    owed: Decimal  # what a limited account owes: exactly the part of its balance below zero
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,19 +214,34 @@ class Conservation:
 
 
 @dataclass(frozen=True, slots=True)
+class PurchaseDifference:
+    """A purchase whose credits differ from its ledger rows or from what its payment facts say (a difference
+    in the books), or a payment an operator must settle with the buyer (`attention`: not a difference)."""
+
+    purchase_id: uuid.UUID
+    user_id: int
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcileReport:
     accounts: list[Difference]
     holds: list[HoldDifference]
     conservation: Conservation
+    purchases: list[PurchaseDifference] = field(default_factory=list)
+    #: Payments taken but not credited (another amount than the pack's, a second PaymentIntent): reported for
+    #: an operator, but the books are consistent.
+    attention: list[PurchaseDifference] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not self.accounts and not self.holds and self.conservation.holds
+        return not self.accounts and not self.holds and not self.purchases and self.conservation.holds
 
-    def of(self, *user_ids: int) -> list[Difference | HoldDifference]:
-        """The differences that concern these users (accounts and holds)."""
+    def of(self, *user_ids: int) -> list[Difference | HoldDifference | PurchaseDifference]:
+        """The differences that concern these users (accounts, holds and purchases)."""
         wanted = set(user_ids)
-        every: list[Difference | HoldDifference] = [*self.accounts, *self.holds]
+        every: list[Difference | HoldDifference | PurchaseDifference] = [*self.accounts, *self.holds,
+                                                                         *self.purchases]
         return [d for d in every if d.user_id in wanted]
 
 
@@ -565,12 +581,16 @@ class BillingRepository:
 
     async def reconcile(self) -> ReconcileReport:
         """Every account whose cached numbers differ from the ledger, every hold whose rows differ from its
-        amount and resolution, and the conservation of credits over all accounts."""
+        amount and resolution, every purchase whose credits differ from its rows or its payment facts, and the
+        conservation of credits over all accounts."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             accounts = [Difference(**dict(r)) for r in await conn.fetch(queries.RECONCILE)]
             holds = [HoldDifference(**dict(r)) for r in await conn.fetch(queries.RECONCILE_HOLDS)]
             conservation = Conservation(**dict(await conn.fetchrow(queries.CONSERVATION)))
-        return ReconcileReport(accounts, holds, conservation)
+            purchases = [PurchaseDifference(**dict(r)) for r in await conn.fetch(queries.RECONCILE_PURCHASES)]
+            attention = [PurchaseDifference(**dict(r))
+                         for r in await conn.fetch(queries.PURCHASES_NEEDING_ATTENTION)]
+        return ReconcileReport(accounts, holds, conservation, purchases, attention)
 
 
 def _scoped_key(idempotency_key: str, scope: str) -> str:

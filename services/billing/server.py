@@ -14,6 +14,7 @@ from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
 from common.service_auth import ServiceTokens, tokens_or_exit
 from protos import billing_pb2, billing_pb2_grpc
+from services.billing.purchases import Purchases, purchases_from_settings
 from services.billing.repository import BillingRepository
 from services.billing.servicer import BillingServicer
 from services.billing.settings import BillingSettings
@@ -24,10 +25,11 @@ SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name
 
 
 def create_server(
-    repository: BillingRepository, address: str, *, tokens: ServiceTokens | None, fault_injection: bool = False
+    repository: BillingRepository, purchases: Purchases, address: str, *, tokens: ServiceTokens | None,
+    fault_injection: bool = False,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The billing server, not yet started, and its bound port (tests bind port 0)."""
-    servicer = BillingServicer(repository, fault_injection=fault_injection)
+    servicer = BillingServicer(repository, purchases, fault_injection=fault_injection)
     return create_grpc_server(
         lambda server: billing_pb2_grpc.add_BillingServicer_to_server(servicer, server), [SERVICE_NAME], address,
         tokens=tokens,
@@ -43,13 +45,19 @@ async def run(settings: BillingSettings) -> None:
         pool, default_ttl_seconds=settings.hold_ttl_seconds, recent_days=settings.recent_usage_days,
         limit_defaults=settings.limit_defaults, key_retention_hours=settings.idempotency_retention_hours,
     )
-    server, port, health_servicer = create_server(repository, settings.address, tokens=tokens,
+    purchases = purchases_from_settings(pool, settings)
+    if settings.stripe_secret_key is None:
+        log.warning("STRIPE_SECRET_KEY is not set: credit purchases are refused")
+    server, port, health_servicer = create_server(repository, purchases, settings.address, tokens=tokens,
                                                   fault_injection=settings.fault_injection)
     log.info("billing gRPC listening on %s:%d", settings.host, port)
-    await serve_until_signalled(
-        server, health_servicer, [SERVICE_NAME], pool,
-        background=[lambda: sweep_forever(repository, settings.sweep_interval_seconds)],
-    )
+    try:
+        await serve_until_signalled(
+            server, health_servicer, [SERVICE_NAME], pool,
+            background=[lambda: sweep_forever(repository, settings.sweep_interval_seconds)],
+        )
+    finally:
+        await purchases.close()
 
 
 def main() -> None:

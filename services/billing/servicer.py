@@ -13,6 +13,7 @@ from common.money import from_wire, to_wire
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
 from services.billing.outcomes import Outcome
+from services.billing.purchases import Purchase, Purchases
 from services.billing.repository import (
     KEEP,
     Balance,
@@ -115,9 +116,22 @@ def _user_id(value: int) -> int:
     return value
 
 
+def purchase_message(purchase: Purchase) -> billing_pb2.Purchase:
+    return billing_pb2.Purchase(
+        id=str(purchase.id), user_id=purchase.user_id, pack_id=purchase.pack_id, credits=to_wire(purchase.credits),
+        amount=purchase.amount, currency=purchase.currency, state=purchase.state,
+        payment_intent_id=purchase.payment_intent_id or "", client_secret=purchase.client_secret,
+        payment_status=purchase.payment_status, credited=to_wire(purchase.credited),
+        refunded_amount=purchase.refunded_amount, disputed_amount=purchase.disputed_amount,
+        failure_message=purchase.failure_message or "", created_at=purchase.created_at,
+        updated_at=purchase.updated_at,
+    )
+
+
 class BillingServicer(billing_pb2_grpc.BillingServicer):
-    def __init__(self, repository: BillingRepository, *, fault_injection: bool = False) -> None:
+    def __init__(self, repository: BillingRepository, purchases: Purchases, *, fault_injection: bool = False) -> None:
         self._repo = repository
+        self._purchases = purchases
         self._fault_injection = fault_injection
 
     async def OpenAccount(
@@ -271,3 +285,42 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             max_concurrent=_limit_setting(request, "max_concurrent"),
         )
         return limits_message(limits)
+
+    # -- purchases ---------------------------------------------------------------------------------------
+    async def ListPacks(
+        self, request: billing_pb2.ListPacksRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListPacksResponse:
+        packs = [
+            billing_pb2.Pack(id=p.id, name=p.name, credits=to_wire(p.credits), bonus_credits=to_wire(p.bonus_credits),
+                             amount=p.amount, currency=p.currency)
+            for p in self._purchases.catalogue.packs
+        ]
+        return billing_pb2.ListPacksResponse(packs=packs, publishable_key=self._purchases.publishable_key)
+
+    async def CreatePurchase(
+        self, request: billing_pb2.CreatePurchaseRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Purchase:
+        purchase = await self._purchases.create(
+            _user_id(request.user_id), request.pack_id, idempotency_key=request.idempotency_key,
+            payment_method=request.payment_method)
+        return purchase_message(purchase)
+
+    async def ListPurchases(
+        self, request: billing_pb2.ListPurchasesRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListPurchasesResponse:
+        if request.page_size < 0 or request.before_seq < 0:
+            raise InvalidBillingRequest("page_size and before_seq must not be negative")
+        page_size = min(request.page_size or 50, 100)
+        purchases = await self._purchases.page(_user_id(request.user_id), page_size, request.before_seq)
+        return billing_pb2.ListPurchasesResponse(
+            purchases=[purchase_message(p) for p in purchases],
+            next_before_seq=purchases[-1].seq if len(purchases) == page_size else 0)
+
+    async def HandleStripeEvent(
+        self, request: billing_pb2.StripeEventRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.StripeEventResponse:
+        result = await self._purchases.handle_event(request.payload, request.signature)
+        return billing_pb2.StripeEventResponse(
+            event_id=result.event_id, type=result.type, outcome=result.outcome,
+            purchase_id=str(result.purchase_id) if result.purchase_id else "", state=result.state,
+            moved=to_wire(result.moved))

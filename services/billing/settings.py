@@ -1,6 +1,8 @@
 """Billing service settings (env prefix BILLING_)."""
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
@@ -28,6 +30,17 @@ class BillingSettings(CommonSettings):
     #: An Idempotency-Key's record (its holds and the result a replay answers) is kept this long; a key
     #: reused later starts a new request.
     idempotency_retention_hours: int = Field(24, ge=1)
+    #: The credit packs on sale (a JSON list; services/billing/packs.json when unset).
+    packs_file: Path | None = None
+    #: Stripe: the secret key (unset: purchases are refused, unless `make run` started localstripe for you),
+    #: the webhook endpoint's signing secret, the publishable key clients need, and another API address
+    #: (localstripe's) instead of Stripe's.
+    stripe_secret_key: SecretStr | None = Field(None, validation_alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: SecretStr | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
+    stripe_publishable_key: str = Field("", validation_alias="STRIPE_PUBLISHABLE_KEY")
+    stripe_api_base: str | None = Field(None, validation_alias="STRIPE_API_BASE")
+    #: How old a webhook's signed timestamp may be (Stripe's own default): an older replay is refused.
+    stripe_webhook_tolerance_seconds: int = Field(300, ge=1, le=86400, validation_alias="STRIPE_WEBHOOK_TOLERANCE")
 
     @property
     def limit_defaults(self) -> LimitDefaults:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import grpc
@@ -29,9 +30,11 @@ class Run:
                  extra: dict[str, str] | None = None) -> None:
         env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
                "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
-               "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]), "LOG_LEVEL": "WARNING"}
+               "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]),
+               "LOCALSTRIPE_PORT": str(ports["stripe"]), "LOG_LEVEL": "WARNING"}
         for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "FSG_SERVICE_TOKEN",
-                     "FSG_SERVICE_TOKEN_FILE", "FSG_SERVICE_AUTH"):
+                     "FSG_SERVICE_TOKEN_FILE", "FSG_SERVICE_AUTH", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                     "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY"):
             env.pop(name, None)
         if database_url:
             env["DATABASE_URL"] = database_url
@@ -84,7 +87,7 @@ def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.St
 
 
 def test_make_run_end_to_end(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim")}
+    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe")}
     first = Run(tmp_path, ports)
     try:
         first.wait_ready()
@@ -104,7 +107,23 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         structure = httpx.post(f"{first.url}/api/generate-structure", headers={"X-API-Key": user_key}, timeout=30,
                                json={"storyInput": {"title": "Night Train"}, "template": "hero-journey"})
         assert structure.status_code == 200, structure.text
-        remaining = structure.json()["usage"]["credits_remaining"]
+        # Without STRIPE_SECRET_KEY, purchases go to a local fake Stripe, said loudly; its webhook credits.
+        assert "LOCAL FAKE STRIPE" in output and f"127.0.0.1:{ports['stripe']}" in output
+        card = httpx.post(f"http://127.0.0.1:{ports['stripe']}/v1/payment_methods", auth=("sk_test_localstripe", ""),
+                          data={"type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12",
+                                "card[exp_year]": "2035", "card[cvc]": "123"})
+        assert card.status_code == 200, card.text
+        bought = httpx.post(f"{first.url}/api/purchases", headers={"X-API-Key": user_key}, timeout=30,
+                            json={"pack": "starter", "paymentMethod": card.json()["id"]})
+        assert bought.status_code == 201 and bought.json()["paymentStatus"] == "succeeded", bought.text
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{first.url}/api/my-purchases", headers={"X-API-Key": user_key}
+                        ).json()["purchases"][0]["state"] != "succeeded":
+            assert time.monotonic() < deadline, "the webhook never credited the purchase"
+            time.sleep(0.2)
+        remaining = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": user_key}
+                              ).json()["user"]["credits_remaining"]
+        assert Decimal(str(remaining)) == Decimal(str(structure.json()["usage"]["credits_remaining"])) + 500
         token_file = tmp_path / "service-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         token = token_file.read_text().strip()
@@ -113,6 +132,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
     finally:
         first.stop(signal.SIGTERM)
     assert token not in "\n".join(first.lines)
+    assert (tmp_path / "localstripe" / "webhook-secret").read_text().strip() not in "\n".join(first.lines)
     assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
     assert match.group(1) not in "\n".join(first.lines[first.lines.index(match.group(0)) + 1:])
 
@@ -148,7 +168,7 @@ def test_make_run_uses_database_url_and_starts_no_postgres(tmp_path: Path, stack
     """Against a database another deployment (the session stack) already runs on: it is given the service
     roles' passwords, as every launcher or bootstrap against one database must be (roles belong to the
     cluster; a new password would lock out the running services' new connections)."""
-    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim")}
+    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe")}
     passwords = {f"{service.upper()}_DB_PASSWORD": secret
                  for service, secret in role_passwords(stack.data_dir, {}).items()}
     run = Run(tmp_path, ports, database_url=stack.dsn, extra=passwords)
