@@ -26,14 +26,16 @@ from honcho.manager import Manager
 
 from common.db_roles import SERVICE_ROLES, service_dsn
 from common.dsn import embedded_dsn, mask_dsn
+from common.local_stripe import LOCALSTRIPE_BANNER, local_stripe_env
 from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
 from devstack.bootstrap import admin_lines, bootstrap
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir
-from devstack.payments import LOCALSTRIPE_BANNER, local_stripe_env
 from devstack.settings import StackSettings
+from devstack.stripe_events import app as local_stripe_app
 
 app = typer.Typer(help="Film Script Generator: run the stack and its operator steps.", no_args_is_help=True)
+app.add_typer(local_stripe_app, name="local-stripe")
 
 SIMULATOR_BANNER = (
     "⚠️  ANTHROPIC_API_KEY is not set: generation uses the LOCAL CLAUDE SIMULATOR at {url} — "

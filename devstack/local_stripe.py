@@ -47,6 +47,7 @@ def main() -> None:
     resources.store.try_load_from_disk()
     register_webhook("fsg", os.environ["LOCALSTRIPE_WEBHOOK_URL"], os.environ["STRIPE_WEBHOOK_SECRET"], None)
     port = int(os.environ.get("LOCALSTRIPE_PORT", "8420"))
+    (state / "api-base").write_text(f"http://127.0.0.1:{port}\n")  # for operator commands (common/local_stripe.py)
     log.info("localstripe on 127.0.0.1:%d, webhooks to %s", port, os.environ["LOCALSTRIPE_WEBHOOK_URL"])
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 

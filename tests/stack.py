@@ -25,11 +25,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.db_roles import role_passwords, service_dsn
 from common.grpc_server import MAX_MESSAGE_BYTES
+from common.local_stripe import local_stripe_env
 from common.service_auth import ServiceTokens, authenticated_channel, ensure_token_file, parse_tokens
 from common.settings import REPO_ROOT
 from devstack.bootstrap import bootstrap
 from devstack.embedded_pg import EmbeddedPostgres
-from devstack.payments import local_stripe_env
 
 #: Each process kind and the module that runs it, in start order.
 MODULES = {

@@ -8,8 +8,10 @@ from typing import TypeVar
 
 import asyncpg
 import typer
+from pydantic import SecretStr
 
 from common.cli import run_with_repository
+from common.local_stripe import discover
 from common.money import for_json
 from services.billing.purchases import StripeDifference, purchases_from_settings
 from services.billing.repository import KEEP, BillingRepository, LimitSetting, ReconcileReport
@@ -68,6 +70,12 @@ def reconcile(
     rows and what Stripe says was paid, refunded and disputed, and the conservation of credits over all
     accounts; report each difference. Exit 1 if any."""
     settings = BillingSettings()
+    local = discover(settings.data_dir.resolve()) if settings.stripe_secret_key is None else None
+    if local is not None:
+        typer.echo(f"Stripe: the local fake `make run` started ({local['STRIPE_API_BASE']})")
+        settings = settings.model_copy(update={"stripe_secret_key": SecretStr(local["STRIPE_SECRET_KEY"]),
+                                               "stripe_api_base": local["STRIPE_API_BASE"],
+                                               "stripe_webhook_secret": SecretStr(local["STRIPE_WEBHOOK_SECRET"])})
     report, stripe_differences = run_with_repository(
         settings, lambda pool: pool, lambda pool: _reconcile(pool, settings, stripe_days, stripe))
     for d in report.accounts:

@@ -39,6 +39,7 @@ class Run:
         if database_url:
             env["DATABASE_URL"] = database_url
         env.update(extra or {})
+        self.env = env
         self.proc = subprocess.Popen([sys.executable, "-m", "devstack.cli", "run"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines: list[str] = []
@@ -124,6 +125,15 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         remaining = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": user_key}
                               ).json()["user"]["credits_remaining"]
         assert Decimal(str(remaining)) == Decimal(str(structure.json()["usage"]["credits_remaining"])) + 500
+        # localstripe sends no refund events: `fsg local-stripe refund` refunds there and delivers Stripe's.
+        intent = httpx.get(f"{first.url}/api/my-purchases", headers={"X-API-Key": user_key}
+                           ).json()["purchases"][0]["paymentIntentId"]
+        refund = subprocess.run([sys.executable, "-m", "devstack.cli", "local-stripe", "refund", intent],
+                                env=first.env, capture_output=True, text=True, timeout=60)
+        assert refund.returncode == 0 and '"outcome":"applied"' in refund.stdout, refund.stdout + refund.stderr
+        remaining = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": user_key}
+                              ).json()["user"]["credits_remaining"]
+        assert Decimal(str(remaining)) == Decimal(str(structure.json()["usage"]["credits_remaining"]))
         token_file = tmp_path / "service-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         token = token_file.read_text().strip()
@@ -150,6 +160,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         reconcile = subprocess.run([sys.executable, "-m", "services.billing.cli", "reconcile"], env=operator_env,
                                    capture_output=True, text=True, timeout=60)
         assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+        assert "every purchase what Stripe says" in reconcile.stdout  # it found the local fake Stripe by itself
         rotated = subprocess.run([sys.executable, "-m", "services.auth.cli", "rotate-admin-key"], env=operator_env,
                                  capture_output=True, text=True, timeout=60, check=True).stdout
         new_admin = re.search(r"(admin_[0-9a-f]{64})", rotated)

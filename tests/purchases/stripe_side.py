@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import stripe
 
-from devstack.payments import LOCAL_SECRET_KEY
+from common.local_stripe import LOCAL_SECRET_KEY
 from tests.stack import Stack
 
 T = TypeVar("T")

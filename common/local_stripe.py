@@ -1,6 +1,6 @@
 """Where `make run` sends payments: Stripe when STRIPE_SECRET_KEY is set (nothing local starts), otherwise a
 local fake Stripe (localstripe, devstack/local_stripe.py) whose webhooks reach our edge, signed with a
-secret generated once per data directory."""
+secret generated once per data directory. Shared by the launcher, the tests' stacks and the operator CLI."""
 
 from __future__ import annotations
 
@@ -39,3 +39,15 @@ def local_stripe_env(data_dir: Path, stripe_port: int, edge_port: int) -> tuple[
         "STRIPE_WEBHOOK_SECRET": secret,
     }
     return localstripe, billing
+
+
+def discover(data_dir: Path) -> dict[str, str] | None:
+    """Billing's Stripe settings for the local fake `make run` started on this data directory (it leaves its
+    address there), so operator commands find it by themselves, as they find the embedded database; None if
+    none was started here."""
+    folder = data_dir / "localstripe"
+    address, secret = folder / "api-base", folder / "webhook-secret"
+    if not (address.exists() and secret.exists()):
+        return None
+    return {"STRIPE_SECRET_KEY": LOCAL_SECRET_KEY, "STRIPE_API_BASE": address.read_text().strip(),
+            "STRIPE_WEBHOOK_SECRET": "whsec_" + secret.read_text().strip()}
