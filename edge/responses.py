@@ -181,6 +181,8 @@ class Transaction(_Doc):
     notes: str | None
     created_by: str | None
     hold_id: str | None
+    purchase_id: str | None = Field(description="a purchase's or clawback's row: the purchase")
+    stripe_event_id: str | None = Field(description="and the Stripe event that moved it")
     created_at: str
 
 

@@ -54,6 +54,8 @@ async def my_transactions(
                     "notes": t.notes or None,
                     "created_by": t.created_by or None,
                     "hold_id": t.hold_id or None,
+                    "purchase_id": t.purchase_id or None,
+                    "stripe_event_id": t.stripe_event_id or None,
                     "created_at": t.created_at,
                 }
                 for t in page.transactions

@@ -138,7 +138,8 @@ WHERE a.user_id = ANY($1::bigint[])
 """
 
 LIST_TRANSACTIONS = """
-SELECT id, transaction_type, credits_amount, balance_after, notes, created_by, hold_id, created_at
+SELECT id, transaction_type, credits_amount, balance_after, notes, created_by, hold_id, created_at, purchase_id,
+       stripe_event_id
 FROM credit_transactions
 WHERE user_id = $1 AND ($2::bigint = 0 OR id < $2::bigint)  -- bigint: `$2 = 0` alone would type it int4
 ORDER BY id DESC

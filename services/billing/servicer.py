@@ -252,6 +252,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
                 created_by=r["created_by"] or "",
                 hold_id=str(r["hold_id"]) if r["hold_id"] else "",
                 created_at=r["created_at"].isoformat(),
+                purchase_id=str(r["purchase_id"]) if r["purchase_id"] else "",
+                stripe_event_id=r["stripe_event_id"] or "",
             )
             for r in rows
         ]

@@ -111,6 +111,8 @@ async def test_a_paid_purchase_credits_the_pack_from_the_webhook(
     assert [(r["transaction_type"], r["credits_amount"], r["purchase_id"]) for r in rows] == [
         ("purchase", pack_credits("writer"), body["purchaseId"])]
     assert rows[0]["stripe_event_id"].startswith("evt_") and intent["id"] in rows[0]["notes"]
+    [shown] = client.get("/api/my-transactions", headers=user.headers).json()["transactions"]
+    assert (shown["purchase_id"], shown["stripe_event_id"]) == (body["purchaseId"], rows[0]["stripe_event_id"])
 
 
 def test_a_client_confirms_with_the_client_secret(
