@@ -56,6 +56,14 @@ def settled(client: httpx.Client, user: TestUser, purchase_id: str, state: str) 
                     what=f"purchase {purchase_id} to be {state}")
 
 
+def paid(client: httpx.Client, user: TestUser, stripe_side: LocalStripe, pack: str) -> tuple[str, str]:
+    """Buy a pack with the card that pays and wait for its webhook: (purchase id, PaymentIntent id)."""
+    started = buy(client, user, pack, paymentMethod=stripe_side.card())
+    assert started.status_code == 201, started.text
+    purchase = settled(client, user, started.json()["purchaseId"], "succeeded")
+    return purchase["purchaseId"], purchase["paymentIntentId"]
+
+
 async def ledger(db: asyncpg.Connection, user_id: int) -> list[asyncpg.Record]:
     return list(await db.fetch(
         """SELECT transaction_type, credits_amount, balance_after, purchase_id::text, stripe_event_id, notes
@@ -226,14 +234,12 @@ async def test_a_refund_after_spending_leaves_a_debt_that_blocks_calls_until_pai
         client: httpx.Client, users: UserFactory, stripe_side: LocalStripe, db: asyncpg.Connection,
         stack: Stack) -> None:
     user = users.create(credits=0)
-    started = buy(client, user, "starter", paymentMethod=stripe_side.card()).json()
-    settled(client, user, started["purchaseId"], "succeeded")
+    purchase_id, intent_id = paid(client, user, stripe_side, "starter")
     for _ in range(2):
         spent = client.post("/api/generate-structure", json=STRUCTURE, headers=user.headers)
         assert spent.status_code == 200, spent.text
     left = users.balance(user)
     assert 0 < left < pack_credits("starter")
-    intent_id = purchase_of(client, user, started["purchaseId"])["paymentIntentId"]
 
     stripe_side.refund(intent_id)
     answer = stripe_side.delivery(stripe_side.refunded_event(intent_id)).send(client)
@@ -243,7 +249,7 @@ async def test_a_refund_after_spending_leaves_a_debt_that_blocks_calls_until_pai
     stats = users.stats(user)["user"]
     assert Decimal(str(stats["credits_remaining"])) == -owed
     assert Decimal(str(stats["credits_owed"])) == owed
-    assert purchase_of(client, user, started["purchaseId"])["state"] == "refunded"
+    assert purchase_of(client, user, purchase_id)["state"] == "refunded"
     rows = await ledger(db, user.id)
     assert [(r["transaction_type"], r["credits_amount"]) for r in rows] == [
         ("purchase", pack_credits("starter")), ("clawback", -pack_credits("starter"))]
@@ -264,14 +270,12 @@ async def test_a_refund_after_spending_leaves_a_debt_that_blocks_calls_until_pai
 async def test_a_partial_refund_claws_back_its_share_rounded_up(
         client: httpx.Client, users: UserFactory, stripe_side: LocalStripe, db: asyncpg.Connection) -> None:
     user = users.create(credits=0)
-    started = buy(client, user, "writer", paymentMethod=stripe_side.card()).json()
-    settled(client, user, started["purchaseId"], "succeeded")
-    intent_id = purchase_of(client, user, started["purchaseId"])["paymentIntentId"]
+    purchase_id, intent_id = paid(client, user, stripe_side, "writer")
     stripe_side.refund(intent_id, amount=333)
     stripe_side.delivery(stripe_side.refunded_event(intent_id)).send(client)
     # 333 of 2000 cents refunded: 2200 × 333 / 2000 = 366.3 credits back, exactly (no rounding needed here);
     # and 1 more cent: 2200 × 334 / 2000 = 367.4.
-    assert purchase_of(client, user, started["purchaseId"])["state"] == "partially_refunded"
+    assert purchase_of(client, user, purchase_id)["state"] == "partially_refunded"
     assert users.balance(user) == Decimal("2200") - Decimal("366.3")
     stripe_side.refund(intent_id, amount=1)
     stripe_side.delivery(stripe_side.refunded_event(intent_id)).send(client)
@@ -284,9 +288,7 @@ async def test_a_dispute_claws_back_and_a_won_dispute_gives_back_in_any_order(
         client: httpx.Client, users: UserFactory, stripe_side: LocalStripe, db: asyncpg.Connection,
         stack: Stack) -> None:
     user = users.create(credits=0)
-    started = buy(client, user, "starter", paymentMethod=stripe_side.card()).json()
-    settled(client, user, started["purchaseId"], "succeeded")
-    intent_id = purchase_of(client, user, started["purchaseId"])["paymentIntentId"]
+    purchase_id, intent_id = paid(client, user, stripe_side, "starter")
     charge = stripe_side.charge(intent_id)
     dispute = {"id": f"dp_{charge['id'][3:]}", "object": "dispute", "amount": 500, "currency": "usd",
                "charge": charge["id"], "payment_intent": intent_id, "status": "needs_response"}
@@ -294,10 +296,10 @@ async def test_a_dispute_claws_back_and_a_won_dispute_gives_back_in_any_order(
     won = stripe_side.delivery(event("charge.dispute.closed", {**dispute, "status": "won"}))
 
     assert opened.send(client).json()["outcome"] == "applied"
-    assert purchase_of(client, user, started["purchaseId"])["state"] == "disputed"
+    assert purchase_of(client, user, purchase_id)["state"] == "disputed"
     assert users.balance(user) == 0
     assert won.send(client).json()["outcome"] == "applied"
-    assert purchase_of(client, user, started["purchaseId"])["state"] == "succeeded"
+    assert purchase_of(client, user, purchase_id)["state"] == "succeeded"
     assert users.balance(user) == pack_credits("starter")
     # A late copy of the opening event (a new delivery of it) cannot reopen a closed dispute.
     late = stripe_side.delivery(event("charge.dispute.updated", {**dispute, "status": "under_review"}))
@@ -370,13 +372,11 @@ def test_an_oversized_webhook_is_refused(client: httpx.Client, stack: Stack) -> 
 def test_reconcile_finds_a_refund_the_books_never_heard_of(
         client: httpx.Client, users: UserFactory, stripe_side: LocalStripe, stack: Stack) -> None:
     user = users.create(credits=0)
-    started = buy(client, user, "starter", paymentMethod=stripe_side.card()).json()
-    settled(client, user, started["purchaseId"], "succeeded")
-    intent_id = purchase_of(client, user, started["purchaseId"])["paymentIntentId"]
+    purchase_id, intent_id = paid(client, user, stripe_side, "starter")
     stripe_side.refund(intent_id)  # at Stripe; its event not delivered (yet)
     differs = reconcile_cli(stack)
     assert differs.returncode == 1, differs.stdout
-    assert f"purchase {started['purchaseId']}" in differs.stdout
+    assert f"purchase {purchase_id}" in differs.stdout
     assert "Stripe says 500 was refunded; the purchase counts 0" in differs.stdout
     stripe_side.delivery(stripe_side.refunded_event(intent_id)).send(client)
     assert_reconciled_with_stripe(stack)
@@ -386,14 +386,13 @@ async def test_reconcile_finds_a_purchase_whose_credits_differ_from_its_ledger(
         client: httpx.Client, users: UserFactory, stripe_side: LocalStripe, stack: Stack,
         db: asyncpg.Connection) -> None:
     user = users.create(credits=0)
-    started = buy(client, user, "starter", paymentMethod=stripe_side.card()).json()
-    settled(client, user, started["purchaseId"], "succeeded")
-    await db.execute("UPDATE purchases SET credited = 400 WHERE id = $1::uuid", started["purchaseId"])
+    purchase_id, _ = paid(client, user, stripe_side, "starter")
+    await db.execute("UPDATE purchases SET credited = 400 WHERE id = $1::uuid", purchase_id)
     try:
         differs = reconcile_cli(stack)
         assert differs.returncode == 1
-        assert f"purchase {started['purchaseId']} (user {user.id}): credited 400.0000 but its ledger rows sum to " \
+        assert f"purchase {purchase_id} (user {user.id}): credited 400.0000 but its ledger rows sum to " \
                "500.0000" in differs.stdout
     finally:
-        await db.execute("UPDATE purchases SET credited = 500 WHERE id = $1::uuid", started["purchaseId"])
+        await db.execute("UPDATE purchases SET credited = 500 WHERE id = $1::uuid", purchase_id)
     assert_reconciled_with_stripe(stack)
