@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from common import user_fields
 from services.auth import keys, queries
 from services.auth.errors import (
     CannotDisableLastAdmin,
@@ -20,8 +21,8 @@ from services.auth.errors import (
     UserNotFound,
 )
 
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+USERNAME_PATTERN = re.compile(user_fields.USERNAME_PATTERN)
+EMAIL_PATTERN = re.compile(user_fields.EMAIL_PATTERN)
 MAX_PAGE = 500
 
 
@@ -53,7 +54,7 @@ def validate_new_user(username: str, email: str) -> tuple[str, str]:
     username, email = username.strip(), email.strip()
     if not USERNAME_PATTERN.fullmatch(username):
         raise InvalidUserInput("username must be 3-64 characters: letters, digits, '_', '.', '-'")
-    if len(email) > 254 or not EMAIL_PATTERN.fullmatch(email):
+    if len(email) > user_fields.MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(email):
         raise InvalidUserInput("email is not a valid address")
     return username, email
 
