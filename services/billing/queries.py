@@ -24,6 +24,22 @@ TRANSACTION_BY_IDEMPOTENCY_KEY = """
 SELECT id, user_id, transaction_type, credits_amount, notes FROM credit_transactions WHERE idempotency_key = $1
 """
 
+#: Many grants in one statement (migrations/functions/billing_grant_many.sql): arrays of $1 users, $2 amounts,
+#: $3 types, $4 whether each counts toward total_credits_purchased, $5 scoped idempotency keys, $6 notes,
+#: $7 created_by. One row per item: (item, transaction_id, replayed, key_conflict).
+GRANT_MANY = "SELECT * FROM billing_grant_many($1, $2, $3, $4, $5, $6, $7)"
+
+#: The first grants of many idempotency keys ($1), for a dry run of a batch.
+TRANSACTIONS_BY_IDEMPOTENCY_KEYS = """
+SELECT id, user_id, transaction_type, credits_amount, notes, idempotency_key
+FROM credit_transactions WHERE idempotency_key = ANY($1::text[])
+"""
+
+BALANCES = """
+SELECT user_id, available, held, total_credits_purchased, unlimited FROM credit_accounts
+WHERE user_id = ANY($1::bigint[])
+"""
+
 #: $1 user, $2 amount (signed; billing_credits refuses more than 4 places), $3 counts toward
 #: total_credits_purchased
 MOVE_FOR_GRANT = """
@@ -122,6 +138,16 @@ FROM usage_logs
 WHERE user_id = $1 AND created_at > now() - make_interval(days => $2)
 GROUP BY endpoint
 ORDER BY count DESC, endpoint
+"""
+
+#: The usage log from $1 (inclusive) to $2 (exclusive), rows after id $3, $4 at most, in id order (export).
+USAGE_PAGE = """
+SELECT id, user_id, created_at, request_id, endpoint, method, model_used, project_path, input_tokens, output_tokens,
+       tokens_used, credits_cost, provider_cost, response_success, error_message, latency_ms
+FROM usage_logs
+WHERE created_at >= $1 AND created_at < $2 AND id > $3
+ORDER BY id
+LIMIT $4
 """
 
 USAGE_TOTALS_MANY = """
