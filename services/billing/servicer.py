@@ -336,7 +336,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
                 endpoint=r.endpoint, method=r.method, model=r.model, project_path=r.project_path,
                 input_tokens=r.input_tokens, output_tokens=r.output_tokens, tokens_used=r.tokens_used,
                 credits_cost=to_wire(r.credits_cost), provider_cost=to_wire(r.provider_cost), success=r.success,
-                error_message=r.error_message, latency_ms=r.latency_ms or 0,
+                error_message=r.error_message, latency_ms=r.latency_ms,
             ) for r in rows],
             next_after_id=rows[-1].id if len(rows) == page_size else 0,
         )
