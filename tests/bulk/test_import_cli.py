@@ -95,9 +95,9 @@ async def test_the_text_report_shows_every_row_and_each_key_once(stack: Stack, t
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split("\t") == ["row", "username", "outcome", "credits", "reason"]
-    for line, person in zip(lines[1:3], crowd, strict=True):
+    for number, (line, person) in enumerate(zip(lines[1:3], crowd, strict=True), start=2):
         row, username, outcome, credits, reason = line.split("\t")
-        assert (username, outcome, credits) == (person.username, "created", "5")
+        assert (row, username, outcome, credits) == (str(number), person.username, "created", "5")
         assert reason.count("API key (shown once): user_") == 1
     assert lines[3] == "2 rows: 2 created, 0 exist, 0 rejected, 0 not processed; 10 credits granted"
 
