@@ -3,9 +3,11 @@
 -- key_conflict when that grant was another user, amount, type or notes) and moves nothing; otherwise the
 -- account (created if missing) moves by the amount and one ledger row records it with the key.
 -- One array per grant field; one row per item, numbered by `item` (1-based, the order given). Accounts are
--- created, then items run, in user order, so two batches (and a settle batch) lock accounts in the same order.
--- A statement error (an adjustment below zero, a key raced in by another transaction) rolls the whole batch
--- back; the caller then grants the items one by one, so that item alone fails.
+-- created, then all locked, in user order (as a settle batch locks them), before any key is looked up: a batch
+-- racing another with the same keys (the same file imported twice at once) waits for it, then finds its
+-- grants and replays them instead of failing on the ledger's unique key.
+-- A statement error (an adjustment below zero) rolls the whole batch back; the caller then grants the items
+-- one by one, so that item alone fails.
 CREATE FUNCTION billing_grant_many(
     p_user_ids bigint[], p_amounts numeric[], p_types text[], p_purchases boolean[], p_keys text[],
     p_notes text[], p_created_by text[]
@@ -19,6 +21,7 @@ BEGIN
     INSERT INTO credit_accounts (user_id)
     SELECT DISTINCT u FROM unnest(p_user_ids) AS u ORDER BY u
     ON CONFLICT (user_id) DO NOTHING;
+    PERFORM 1 FROM credit_accounts a WHERE a.user_id = ANY (p_user_ids) ORDER BY a.user_id FOR UPDATE;
     FOR i IN SELECT s.i FROM generate_subscripts(p_user_ids, 1) AS s(i) ORDER BY p_user_ids[s.i], s.i LOOP
         item := i;
         SELECT t.id, t.user_id, t.transaction_type, t.credits_amount, COALESCE(t.notes, '') AS notes

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import httpx
 import pytest
 
 from common.faults import CRASH_EXIT_CODE
+from common.settings import REPO_ROOT
 from tests.bulk.support import (
     HEADER,
     Person,
@@ -236,3 +240,24 @@ async def test_a_bad_file_is_refused_whole_with_a_message_and_changes_nothing(
 async def test_the_cli_says_clearly_when_it_cannot_read_the_file(stack: Stack, tmp_path: Path) -> None:
     result = cli(stack, "import", str(tmp_path / "missing.csv"))
     assert result.returncode == 1 and "cannot read" in result.stderr and "missing.csv" in result.stderr
+
+
+async def test_the_same_file_imported_twice_at_once_creates_and_grants_each_user_once(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    crowd = people(300, prefix="twice", credits="2")
+    names = [p.username for p in crowd]
+    path = write(tmp_path, csv_file(crowd))
+    command = [sys.executable, "-m", "services.billing.cli", "import", path, "--json"]
+    env = {**stack.env, "DATABASE_URL": "postgresql://nobody:none@127.0.0.1:1/none"}
+    racing = [subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in racing]
+    assert [proc.returncode for proc in racing] == [0, 0], outputs
+    reports = [json.loads(out, parse_float=Decimal)["rows"] for out, _ in outputs]
+    for first, second in zip(*reports, strict=True):
+        assert sorted((first["outcome"], second["outcome"])) == ["created", "exists"], (first, second)
+        assert first["credits_granted"] + second["credits_granted"] == 2
+    assert len(await accounts(db, names)) == 300
+    assert sorted(g[0] for g in await grants(db, names)) == sorted(names)  # one grant each
+    assert_reconciled(stack)
