@@ -131,3 +131,32 @@ async def test_the_import_limit_is_its_own_and_other_bodies_keep_theirs(
     other = client.post("/api/admin/create-user", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
                         headers={**admin_headers, "Content-Type": "application/json"})
     _refused(other, 413, "Request body too large")
+
+
+async def test_billing_lost_mid_import_is_a_503_with_the_report_and_the_rerun_finishes(
+    stack: Stack, client: httpx.Client, admin_headers: dict[str, str], db: asyncpg.Connection
+) -> None:
+    """An edge whose billing dies (after the edge came up) creates the users, cannot grant: 503 with the report
+    (keys included, credits marked NOT granted); the same file through a healthy edge grants each once. Its
+    exports answer a 503 JSON instead of a broken download."""
+    crowd = people(3, prefix="cut", credits="9")
+    names = [p.username for p in crowd]
+    with stack.replica("billing-bulk", "billing") as billing_addr, \
+            stack.replica("edge-bulk", "edge", {"BILLING_ADDR": billing_addr,
+                                                "EDGE_BULK_RPC_TIMEOUT_SECONDS": "5"}) as edge_url:
+        stack.kill("billing-bulk")
+        with httpx.Client(base_url=edge_url, timeout=60) as cut_off:
+            response = post_import(cut_off, csv_file(crowd), admin_headers)
+            exported = cut_off.get("/api/admin/export/users.csv", headers=admin_headers)
+    body = _refused(response, 503, "Import incomplete")
+    assert body["complete"] is False and "billing service failed" in str(body["failure"])
+    rows = body["rows"]
+    assert isinstance(rows, list) and [r["outcome"] for r in rows] == ["created"] * 3
+    assert all("NOT granted" in r["reason"] and r["api_key"].startswith("user_") for r in rows)
+    assert len(await accounts(db, names)) == 3 and await grants(db, names) == []
+    _refused(exported, 503, "Service unavailable")
+
+    rerun = parse(post_import(client, csv_file(crowd), admin_headers))
+    assert [(r["outcome"], r["credits_granted"]) for r in rerun["rows"]] == [("exists", Decimal(9))] * 3
+    assert [g[1] for g in await grants(db, names)] == [Decimal(9)] * 3
+    assert_reconciled(stack)
