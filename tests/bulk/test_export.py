@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import httpx
 import pytest
 
@@ -205,3 +206,37 @@ def test_a_service_that_is_down_is_a_clear_failure_of_the_cli_export(stack: Stac
     assert result.returncode == 1 and "export failed, nothing was written" in result.stderr
     assert "auth service failed (UNAVAILABLE)" in result.stderr
     assert written.read_text() == "an older export\n" and not (tmp_path / "users.csv.partial").exists()
+
+
+async def test_list_usage_pages_through_the_range_by_id(stack: Stack, spenders: dict[str, str],
+                                                        db: asyncpg.Connection) -> None:
+    """Billing's ListUsage, one row a page: the pages join up to exactly the usage log of the range (the export
+    reads 2,000 a page; the same keyset)."""
+    first, last = await db.fetchrow(
+        """SELECT min(l.id), max(l.id) FROM usage_logs l JOIN user_accounts a ON a.id = l.user_id
+           WHERE a.username = ANY($1::text[])""", list(spenders))
+    start, end = await db.fetchrow("SELECT min(created_at), max(created_at) FROM usage_logs WHERE id BETWEEN $1 AND $2",
+                                   first, last)
+    expected = [r["id"] for r in await db.fetch(
+        "SELECT id FROM usage_logs WHERE created_at >= $1 AND created_at < $2 ORDER BY id", start,
+        end + timedelta(microseconds=1))]
+    async with stack.channel("billing") as channel:
+        billing = billing_pb2_grpc.BillingStub(channel)
+        seen: list[int] = []
+        after = 0
+        while True:
+            page = await billing.ListUsage(billing_pb2.ListUsageRequest(
+                start=start.isoformat(), end=(end + timedelta(microseconds=1)).isoformat(), after_id=after,
+                page_size=1))
+            seen += [r.id for r in page.rows]
+            assert len(page.rows) <= 1
+            if not page.next_after_id:
+                break
+            after = page.next_after_id
+        assert seen == expected and {first, last} <= set(seen)
+        for bad in (billing_pb2.ListUsageRequest(start="yesterday", end=end.isoformat()),
+                    billing_pb2.ListUsageRequest(start="2026-01-01T00:00:00", end=end.isoformat()),
+                    billing_pb2.ListUsageRequest(start=start.isoformat(), end=end.isoformat(), page_size=5001)):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await billing.ListUsage(bad)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
