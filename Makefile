@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install protos bench lint typecheck clean db-url
+.PHONY: run test install protos bench bench-bulk lint typecheck clean db-url
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench
+
+bench-bulk: install
+	$(BIN)/python -m bench.bulk_import
 
 lint: install
 	$(BIN)/ruff check .

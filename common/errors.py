@@ -123,14 +123,20 @@ async def answer_each(calls: Iterable[Awaitable[Any]], outcome: Callable[..., An
         try:
             return outcome(response=await call, status=status(code=0))
         except Exception as exc:
-            found = status_of(exc)
-            if found is None:
-                log.exception("unexpected error in a batch item")
-                return outcome(status=status(code=grpc.StatusCode.INTERNAL.value[0], message="internal error"))
-            refusal, message = found
-            return outcome(status=status(code=REFUSAL_CODES[refusal].value[0], message=message, refusal=refusal))
+            return outcome(status=item_status(exc, status))
 
     return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+def item_status(exc: BaseException, status: Callable[..., Any]) -> Any:
+    """A failed batch item's status message (`status` is the service's ItemStatus): the code, message and
+    refusal its single call would have answered with; INTERNAL (logged) for an unexpected error."""
+    found = status_of(exc)
+    if found is None:
+        log.error("unexpected error in a batch item", exc_info=exc)
+        return status(code=grpc.StatusCode.INTERNAL.value[0], message="internal error")
+    refusal, message = found
+    return status(code=REFUSAL_CODES[refusal].value[0], message=message, refusal=refusal)
 
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):

@@ -27,6 +27,7 @@ class FaultPoint(StrEnum):
     STALL_AFTER_RESERVE = "stall_after_reserve"        # billing: sleep after placing a hold, before answering
     STALL_AFTER_COMMIT = "stall_after_commit"          # billing: sleep after a Commit, before answering
     CRASH_BEFORE_COMMIT = "crash_before_commit"        # edge: exit once Execute answered, before the Commit
+    CRASH_AFTER_CREATE_USERS = "crash_after_create_users"  # bulk import: exit once users exist, before their grants
 
 
 @dataclass(frozen=True)

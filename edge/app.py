@@ -17,7 +17,7 @@ from edge.json import DecimalJSONResponse
 from edge.key_cache import KeyCache, follow_revocations
 from edge.metrics import metrics_endpoint
 from edge.responses import ADMIN_ERRORS, ERRORS, KEY_ERRORS, METERED_ERRORS
-from edge.routes import admin, generate, health, me, projects, purchases
+from edge.routes import admin, bulk, generate, health, me, projects, purchases
 from edge.settings import EdgeSettings
 
 
@@ -51,7 +51,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       per_path={bulk.IMPORT_PATH: settings.max_import_bytes})
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     # The metered generation routes first: every request is matched against the routes in order, and they
@@ -62,6 +63,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     app.include_router(admin.router, responses=ADMIN_ERRORS)
     app.include_router(purchases.router, responses=KEY_ERRORS)
     app.include_router(purchases.webhooks, responses=ERRORS)
+    app.include_router(bulk.router, responses=ADMIN_ERRORS)
     app.include_router(health.router, responses=ERRORS)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app

@@ -320,3 +320,44 @@ class Generated(_Doc):
     project_path: str = Field(alias="projectPath")
     usage: GenerationUsage
     request_id: str = Field(alias="requestId")
+
+
+# -- bulk import and export -----------------------------------------------------------------------------
+class ImportedRow(_Doc):
+    row: int = Field(description="the row's number in the file; the header is row 1")
+    username: str
+    outcome: str = Field(description="created | exists | rejected | not_processed")
+    reason: str
+    credits_granted: Money = Field(description="initial credits granted by this run (or, in a dry run, that "
+                                               "would be)")
+    api_key: str | None = Field(None, description="a created user's API key: shown here once, nowhere else")
+
+
+class ImportSummary(_Doc):
+    rows: int
+    created: int
+    exists: int
+    rejected: int
+    not_processed: int
+    credits_granted: Money
+
+
+class ImportReport(_Doc):
+    dry_run: bool
+    complete: bool
+    failure: str | None = None
+    summary: ImportSummary
+    rows: list[ImportedRow]
+
+
+class FileProblem(_Doc):
+    row: int = Field(description="0 for the file as a whole")
+    field: str
+    message: str
+
+
+class ImportRefusedBody(ErrorBody):
+    """A refused file names its problems; a refused query parameter (dry_run) its fields, as every 422 does."""
+
+    problems: list[FileProblem] = []
+    fields: list[FieldError] | None = None

@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from common.money import MAX_AMOUNT
 from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
 from common.rate_limits import MAX_REQUESTS_PER_MINUTE
+from common.user_fields import USERNAME_PATTERN, Email, Username
 from edge.request_json import JsonFloat
 
 #: Ids are int64 in the services; a larger cursor in a query string is a 422, not a protobuf error.
@@ -42,13 +43,8 @@ def _whole_credits(value: Any) -> Any:
 # The bounds come before the validator so that they apply to its int result and show in the JSON schema.
 InitialCredits = Annotated[int, Field(ge=0, le=MAX_GRANT_CREDITS), BeforeValidator(_whole_credits)]
 GrantedCredits = Annotated[int, Field(gt=0, le=MAX_GRANT_CREDITS), BeforeValidator(_whole_credits)]
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
-Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=USERNAME_PATTERN)]
 #: A username in a URL path: malformed ones (SQL metacharacters, unicode, NUL, overlong) are a 422 here.
 UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
-Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-]
 
 
 class StrictBody(BaseModel):

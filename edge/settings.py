@@ -47,3 +47,9 @@ class EdgeSettings(CommonSettings):
     access_log: bool = True
     #: Larger request bodies are refused with 413 before they are parsed (EDGE_MAX_BODY_BYTES).
     max_body_bytes: int = Field(1024 * 1024, ge=1)
+    #: The same for a bulk-import CSV (POST /api/admin/import), EDGE_MAX_IMPORT_BYTES: 10,000 users are
+    #: about 0.7 MB, so the default leaves room for 100,000 (the most rows one file may hold).
+    max_import_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    #: Deadline of each batch call of a bulk import or export (EDGE_BULK_RPC_TIMEOUT_SECONDS). Generous: a
+    #: CreateUsers that times out after committing loses the only copy of its users' keys.
+    bulk_rpc_timeout_seconds: float = Field(60.0, gt=0)

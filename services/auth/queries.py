@@ -8,6 +8,26 @@ VALUES ($1, $2, $3, $4, $5)
 RETURNING {USER_COLUMNS}
 """
 
+#: Many users in one statement (arrays $1-$5 as INSERT_USER's values). A row that collides with an existing user
+#: or an earlier row of the same statement (any unique index: username, email) is skipped, not an error, so
+#: one taken name does not fail the batch; the stored hash comes back to tell which item each row is.
+INSERT_USERS = f"""
+INSERT INTO user_accounts (username, email, api_key_hash, api_key_prefix, is_admin)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::boolean[])
+ON CONFLICT DO NOTHING
+RETURNING {USER_COLUMNS}, api_key_hash
+"""
+
+#: Users with any of these usernames ($1) or emails ($2), compared as the unique indexes compare them (lower()
+#: in the database, so Python's idea of lower case never decides), or ids ($3).
+FIND_USERS = f"""
+SELECT {USER_COLUMNS} FROM user_accounts
+WHERE lower(username) = ANY(ARRAY(SELECT lower(u) FROM unnest($1::text[]) AS u))
+   OR lower(email) = ANY(ARRAY(SELECT lower(e) FROM unnest($2::text[]) AS e))
+   OR id = ANY($3::bigint[])
+ORDER BY id
+"""
+
 #: Returns the stored hash too, for the constant-time comparison after the lookup.
 USER_BY_KEY_HASH = f"SELECT {USER_COLUMNS}, api_key_hash FROM user_accounts WHERE api_key_hash = $1"
 USER_BY_ID = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE id = $1"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from common.errors import item_status
 from protos import auth_pb2, auth_pb2_grpc
 from services.auth.errors import InvalidUserInput
 from services.auth.repository import AuthRepository, UserRecord
@@ -43,6 +44,27 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
     ) -> auth_pb2.CreateUserResponse:
         user, key = await self._repo.create_user(request.username, request.email, request.is_admin)
         return auth_pb2.CreateUserResponse(user=user_message(user), api_key=key)
+
+    async def CreateUsers(
+        self, request: auth_pb2.CreateUsersRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateUsersResponse:
+        answers = await self._repo.create_users([(i.username, i.email, i.is_admin) for i in request.items])
+        items = []
+        for answer in answers:
+            if isinstance(answer, tuple):
+                user, key = answer
+                items.append(auth_pb2.CreateUserOutcome(
+                    response=auth_pb2.CreateUserResponse(user=user_message(user), api_key=key),
+                    status=auth_pb2.ItemStatus(code=0)))
+            else:
+                items.append(auth_pb2.CreateUserOutcome(status=item_status(answer, auth_pb2.ItemStatus)))
+        return auth_pb2.CreateUsersResponse(items=items)
+
+    async def FindUsers(
+        self, request: auth_pb2.FindUsersRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.FindUsersResponse:
+        users = await self._repo.find_users(list(request.usernames), list(request.emails), list(request.ids))
+        return auth_pb2.FindUsersResponse(users=[user_message(u) for u in users])
 
     async def ValidateKey(
         self, request: auth_pb2.ValidateKeyRequest, context: grpc.aio.ServicerContext

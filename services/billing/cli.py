@@ -1,4 +1,5 @@
-"""Billing operator CLI (`fsg-billing`): serve, reconcile the ledger, grant and inspect credits."""
+"""Billing operator CLI (`fsg-billing`): serve, reconcile the ledger, grant and inspect credits; bulk import and
+export of users and credits (services/billing/cli_bulk.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from pydantic import SecretStr
 from common.cli import run_with_repository
 from common.local_stripe import discover
 from common.money import for_json
+from services.billing import cli_bulk
 from services.billing.purchases import StripeDifference, purchases_from_settings
 from services.billing.repository import KEEP, BillingRepository, LimitSetting, ReconcileReport
 from services.billing.settings import BillingSettings
 
 app = typer.Typer(help="Billing service: credits, holds and the ledger.", no_args_is_help=True)
+cli_bulk.register(app)
 T = TypeVar("T")
 
 

@@ -20,28 +20,20 @@ ENSURE_ACCOUNT = "INSERT INTO credit_accounts (user_id) VALUES ($1) ON CONFLICT 
 
 BALANCE = "SELECT user_id, available, held, total_credits_purchased, unlimited FROM credit_accounts WHERE user_id = $1"
 
-TRANSACTION_BY_IDEMPOTENCY_KEY = """
-SELECT id, user_id, transaction_type, credits_amount, notes FROM credit_transactions WHERE idempotency_key = $1
+#: Many grants in one statement (migrations/functions/billing_grant_many.sql): arrays of $1 users, $2 amounts,
+#: $3 types, $4 whether each counts toward total_credits_purchased, $5 scoped idempotency keys, $6 notes,
+#: $7 created_by. One row per item: (item, transaction_id, replayed, key_conflict).
+GRANT_MANY = "SELECT * FROM billing_grant_many($1, $2, $3, $4, $5, $6, $7)"
+
+#: The first grants of many idempotency keys ($1), for a dry run of a batch.
+TRANSACTIONS_BY_IDEMPOTENCY_KEYS = """
+SELECT id, user_id, transaction_type, credits_amount, notes, idempotency_key
+FROM credit_transactions WHERE idempotency_key = ANY($1::text[])
 """
 
-#: $1 user, $2 amount (signed; billing_credits refuses more than 4 places), $3 counts toward
-#: total_credits_purchased. Credits in pay a debt first; a negative adjustment may not overdraw (the CHECK).
-MOVE_FOR_GRANT = """
-UPDATE credit_accounts
-SET available = available + billing_credits($2),
-    total_credits_purchased = total_credits_purchased + CASE WHEN $3 THEN $2 ELSE 0 END,
-    owed = least(owed, greatest(0, -(available + $2))),
-    updated_at = now()
-WHERE user_id = $1
-RETURNING available - $2 AS before, available AS after
-"""
-
-INSERT_TRANSACTION = """
-INSERT INTO credit_transactions
-    (user_id, transaction_type, credits_amount, balance_before, balance_after, hold_id, idempotency_key,
-     notes, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING id
+BALANCES = """
+SELECT user_id, available, held, total_credits_purchased, unlimited FROM credit_accounts
+WHERE user_id = ANY($1::bigint[])
 """
 
 #: Place a pending hold under the account's row lock, within the balance and the rate limits, or answer why
@@ -123,6 +115,16 @@ FROM usage_logs
 WHERE user_id = $1 AND created_at > now() - make_interval(days => $2)
 GROUP BY endpoint
 ORDER BY count DESC, endpoint
+"""
+
+#: The usage log from $1 (inclusive) to $2 (exclusive), rows after id $3, $4 at most, in id order (export).
+USAGE_PAGE = """
+SELECT id, user_id, created_at, request_id, endpoint, method, model_used, project_path, input_tokens, output_tokens,
+       tokens_used, credits_cost, provider_cost, response_success, error_message, latency_ms
+FROM usage_logs
+WHERE created_at >= $1 AND created_at < $2 AND id > $3
+ORDER BY id
+LIMIT $4
 """
 
 USAGE_TOTALS_MANY = """

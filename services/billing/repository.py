@@ -13,13 +13,14 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from common.coalesce import Coalescer
-from common.errors import DB_DOWN
+from common.errors import DB_DOWN, DomainError
 from common.idempotency_key import InvalidIdempotencyKey, check_idempotency_key
 from common.money import ZERO, InvalidAmount, parse_credits
 from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
@@ -64,6 +65,58 @@ class GrantResult:
     transaction_id: int
     balance: Balance
     replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GrantItem:
+    """One grant of a batch, as the single `grant` takes it."""
+
+    user_id: int
+    credits: str | Decimal
+    idempotency_key: str
+    idempotency_scope: str = ""
+    transaction_type: str = "grant"
+    notes: str = ""
+    created_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _GrantTerms:
+    """A grant checked: what the ledger will hold (the key scoped, the amount signed)."""
+
+    user_id: int
+    amount: Decimal
+    transaction_type: str
+    key: str
+    notes: str
+    created_by: str
+
+    def same_as(self, first: asyncpg.Record) -> bool:
+        """Whether the ledger's first grant with this key was this very grant (a retry), not another."""
+        return (first["user_id"], first["credits_amount"], first["transaction_type"], first["notes"] or "") == (
+            self.user_id, self.amount, self.transaction_type, self.notes)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One row of the usage log, as the export lists it."""
+
+    id: int
+    user_id: int
+    created_at: datetime
+    request_id: str
+    endpoint: str
+    method: str
+    model: str
+    project_path: str
+    input_tokens: int
+    output_tokens: int
+    tokens_used: int
+    credits_cost: Decimal
+    provider_cost: Decimal
+    success: bool
+    error_message: str
+    latency_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +314,8 @@ def _check_limit(name: str, value: LimitSetting, maximum: int) -> None:
 
 #: The most reserves (or settlements) one statement carries.
 MAX_BATCH = 64
+#: The most grants one GrantBatch carries (the bulk import sends 1,000 at a time).
+MAX_GRANT_BATCH = 5_000
 #: The sweeper expires this many holds per statement, until none is left.
 SWEEP_BATCH = 200
 
@@ -333,49 +388,102 @@ class BillingRepository:
     ) -> GrantResult:
         """Add (or, for an adjustment, remove) credits with one ledger row; a repeated key (in its scope)
         replays."""
-        if transaction_type not in GRANT_TYPES:
-            raise InvalidBillingRequest(f"transaction_type must be one of {sorted(GRANT_TYPES)}")
-        idempotency_key = _scoped_key(idempotency_key, idempotency_scope)
-        if transaction_type == "adjustment" and str(credits).startswith("-"):
-            amount = -_amount(str(credits)[1:])
-        else:
-            amount = _amount(credits)
+        terms = _grant_terms(GrantItem(user_id, credits, idempotency_key, idempotency_scope, transaction_type, notes,
+                                       created_by))
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type, notes)
-                if replay is not None:
-                    return replay
-                await conn.execute(queries.ENSURE_ACCOUNT, user_id)
-                moved = await conn.fetchrow(
-                    queries.MOVE_FOR_GRANT, user_id, amount, transaction_type in PURCHASE_TYPES
-                )
-                tx_id = await conn.fetchval(
-                    queries.INSERT_TRANSACTION, user_id, transaction_type, amount, moved["before"], moved["after"],
-                    None, idempotency_key, notes or None, created_by or None,
-                )
-                balance = Balance.from_row(await conn.fetchrow(queries.BALANCE, user_id))
-                return GrantResult(transaction_id=tx_id, balance=balance, replayed=False)
+            [result] = await self._grant_batch([terms])
         except asyncpg.CheckViolationError as exc:
             raise InvalidCredits("adjustment would make the balance negative") from exc
         except asyncpg.UniqueViolationError:
-            # A concurrent request with the same key won the race; answer with its result.
-            async with self._pool.acquire() as conn:
-                replay = await self._replay_grant(conn, idempotency_key, user_id, amount, transaction_type, notes)
-            if replay is None:
-                raise
-            return replay
+            # The same key raced in for another account and won: now this one finds it (a replay or a conflict).
+            [result] = await self._grant_batch([terms])
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
-    async def _replay_grant(
-        self, conn: asyncpg.Connection, key: str, user_id: int, amount: Decimal, transaction_type: str, notes: str
-    ) -> GrantResult | None:
-        row = await conn.fetchrow(queries.TRANSACTION_BY_IDEMPOTENCY_KEY, key)
-        if row is None:
-            return None
-        first = (row["user_id"], row["credits_amount"], row["transaction_type"], row["notes"] or "")
-        if first != (user_id, amount, transaction_type, notes or ""):
-            raise IdempotencyConflict()
-        balance = Balance.from_row(await conn.fetchrow(queries.BALANCE, user_id))
-        return GrantResult(transaction_id=row["id"], balance=balance, replayed=True)
+    async def grant_many(self, items: Sequence[GrantItem], *, dry_run: bool = False) -> list[
+        GrantResult | BaseException
+    ]:
+        """Many grants in one statement and one transaction (the bulk import grants 10,000 users' initial
+        credits in a few statements, not 10,000 transactions). Each item is answered, in order, as `grant` would
+        answer it alone (its result, or the error it would raise), except that its balance is the account's
+        after the whole batch.
+
+        With `dry_run` nothing is written: each item answers what it would do, a replay of the key's first
+        grant (its transaction id), a key reused for another grant (IdempotencyConflict), or a new grant
+        (transaction id 0) with the current balance.
+        """
+        if len(items) > MAX_GRANT_BATCH:
+            raise InvalidBillingRequest(f"at most {MAX_GRANT_BATCH} grants per batch")
+        answers: list[GrantResult | BaseException | None] = [None] * len(items)
+        checked: list[tuple[int, _GrantTerms]] = []
+        for i, item in enumerate(items):
+            try:
+                checked.append((i, _grant_terms(item)))
+            except DomainError as exc:
+                answers[i] = exc
+        if checked:
+            terms = [t for _, t in checked]
+            if dry_run:
+                results = await self._preview_grants(terms)
+            else:
+                try:
+                    results = await self._grant_batch(terms)
+                except asyncpg.PostgresError as exc:
+                    if isinstance(exc, DB_DOWN):
+                        raise
+                    # Rolled back whole (an adjustment below zero, a key raced in): each alone, so it fails alone.
+                    results = list(await asyncio.gather(*(self.grant(
+                        items[i].user_id, items[i].credits, transaction_type=items[i].transaction_type,
+                        notes=items[i].notes, created_by=items[i].created_by,
+                        idempotency_key=items[i].idempotency_key, idempotency_scope=items[i].idempotency_scope,
+                    ) for i, _ in checked), return_exceptions=True))
+            for (i, _), result in zip(checked, results, strict=True):
+                answers[i] = result
+        return [answer for answer in answers if answer is not None]
+
+    async def _grant_batch(self, terms: list[_GrantTerms]) -> list[GrantResult | BaseException]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                queries.GRANT_MANY, [t.user_id for t in terms], [t.amount for t in terms],
+                [t.transaction_type for t in terms], [t.transaction_type in PURCHASE_TYPES for t in terms],
+                [t.key for t in terms], [t.notes for t in terms], [t.created_by for t in terms],
+            )
+            balances = await self._balances(conn, terms)
+        by_item = {row["item"]: row for row in rows}
+        results: list[GrantResult | BaseException] = []
+        for n, t in enumerate(terms, 1):
+            row = by_item[n]
+            if row["key_conflict"]:
+                results.append(IdempotencyConflict())
+            else:
+                results.append(GrantResult(row["transaction_id"], balances[t.user_id], row["replayed"]))
+        return results
+
+    async def _preview_grants(self, terms: list[_GrantTerms]) -> list[GrantResult | BaseException]:
+        """What `_grant_batch` would answer, read only (a key met earlier in the same batch counts as granted)."""
+        async with self._pool.acquire() as conn:
+            firsts = {row["idempotency_key"]: row for row in await conn.fetch(
+                queries.TRANSACTIONS_BY_IDEMPOTENCY_KEYS, [t.key for t in terms])}
+            balances = await self._balances(conn, terms)
+        results: list[GrantResult | BaseException] = []
+        for t in terms:
+            first = firsts.get(t.key)
+            if first is None:
+                firsts[t.key] = {"id": 0, "user_id": t.user_id, "credits_amount": t.amount,
+                                 "transaction_type": t.transaction_type, "notes": t.notes}
+                results.append(GrantResult(0, balances[t.user_id], False))
+            elif t.same_as(first):
+                results.append(GrantResult(first["id"], balances[t.user_id], True))
+            else:
+                results.append(IdempotencyConflict())
+        return results
+
+    @staticmethod
+    async def _balances(conn: asyncpg.Connection, terms: list[_GrantTerms]) -> dict[int, Balance]:
+        ids = sorted({t.user_id for t in terms})
+        found = {row["user_id"]: Balance.from_row(row) for row in await conn.fetch(queries.BALANCES, ids)}
+        return {uid: found.get(uid) or Balance(user_id=uid) for uid in ids}
 
     # -- two-phase holds ---------------------------------------------------------------------------
     async def reserve(
@@ -571,6 +679,18 @@ class BillingRepository:
             recent_usage=[EndpointUsage(r["endpoint"], r["count"], r["total_cost"]) for r in recent],
         )
 
+    async def usage_page(self, start: datetime, end: datetime, after_id: int, page_size: int) -> list[UsageRow]:
+        """The usage log from `start` (inclusive) to `end` (exclusive), rows after `after_id`, in id order."""
+        rows = await self._pool.fetch(queries.USAGE_PAGE, start, end, after_id, page_size)
+        return [UsageRow(
+            id=r["id"], user_id=r["user_id"], created_at=r["created_at"], request_id=r["request_id"],
+            endpoint=r["endpoint"], method=r["method"], model=r["model_used"] or "",
+            project_path=r["project_path"] or "",
+            input_tokens=r["input_tokens"], output_tokens=r["output_tokens"], tokens_used=r["tokens_used"],
+            credits_cost=r["credits_cost"], provider_cost=r["provider_cost"], success=r["response_success"],
+            error_message=r["error_message"] or "", latency_ms=r["latency_ms"],
+        ) for r in rows]
+
     async def usage_totals(self, user_ids: list[int]) -> list[tuple[Balance, int, int, Decimal]]:
         rows = await self._pool.fetch(queries.USAGE_TOTALS_MANY, user_ids)
         return [(Balance.from_row(r), r["total_requests"], r["total_tokens"], r["total_cost"]) for r in rows]
@@ -591,6 +711,19 @@ class BillingRepository:
             attention = [PurchaseDifference(**dict(r))
                          for r in await conn.fetch(queries.PURCHASES_NEEDING_ATTENTION)]
         return ReconcileReport(accounts, holds, conservation, purchases, attention)
+
+
+def _grant_terms(item: GrantItem) -> _GrantTerms:
+    """A grant's fields checked (type, key and scope, amount; only an adjustment may be negative), as the
+    ledger will hold them."""
+    if item.transaction_type not in GRANT_TYPES:
+        raise InvalidBillingRequest(f"transaction_type must be one of {sorted(GRANT_TYPES)}")
+    key = _scoped_key(item.idempotency_key, item.idempotency_scope)
+    if item.transaction_type == "adjustment" and str(item.credits).startswith("-"):
+        amount = -_amount(str(item.credits)[1:])
+    else:
+        amount = _amount(item.credits)
+    return _GrantTerms(item.user_id, amount, item.transaction_type, key, item.notes or "", item.created_by or "")
 
 
 def _scoped_key(idempotency_key: str, scope: str) -> str:

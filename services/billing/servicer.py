@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import grpc
 
 from common import faults
-from common.errors import answer_each
+from common.errors import answer_each, item_status
 from common.faults import FaultPoint
 from common.money import from_wire, to_wire
 from protos import billing_pb2, billing_pb2_grpc
@@ -18,6 +19,7 @@ from services.billing.repository import (
     KEEP,
     Balance,
     BillingRepository,
+    GrantItem,
     Limits,
     LimitSetting,
     Replay,
@@ -108,6 +110,29 @@ def _limit_setting(request: billing_pb2.SetLimitsRequest, name: str) -> LimitSet
     if which == "use_default" and value.use_default:
         return None
     raise InvalidBillingRequest(f"{name}: set either use_default=true or limit")
+
+
+#: ListUsage pages: the default and the most rows one page carries.
+USAGE_PAGE_DEFAULT, USAGE_PAGE_MAX = 1000, 5000
+
+
+def _instant(name: str, text: str) -> datetime:
+    """An RFC 3339 instant with its offset; a naive one would be read in the server's zone, so it is refused."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidBillingRequest(f"{name} must be an RFC 3339 instant") from exc
+    if value.tzinfo is None:
+        raise InvalidBillingRequest(f"{name} must carry an offset (e.g. Z)")
+    return value
+
+
+def _grant_item(request: billing_pb2.GrantRequest) -> GrantItem:
+    return GrantItem(
+        user_id=_user_id(request.user_id), credits=request.credits, idempotency_key=request.idempotency_key,
+        idempotency_scope=request.idempotency_scope, transaction_type=request.transaction_type or "grant",
+        notes=request.notes, created_by=request.created_by,
+    )
 
 
 def _user_id(value: int) -> int:
@@ -326,3 +351,48 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             event_id=result.event_id, type=result.type, outcome=result.outcome,
             purchase_id=str(result.purchase_id) if result.purchase_id else "", state=result.state,
             moved=to_wire(result.moved))
+
+    # -- bulk --------------------------------------------------------------------------------------------
+    async def GrantBatch(
+        self, request: billing_pb2.GrantBatchRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.GrantBatchResponse:
+        items: list[GrantItem | None] = []
+        refused: dict[int, BaseException] = {}
+        for n, item in enumerate(request.items):
+            try:
+                items.append(_grant_item(item))
+            except InvalidBillingRequest as exc:
+                items.append(None)
+                refused[n] = exc
+        results = iter(await self._repo.grant_many([i for i in items if i is not None], dry_run=request.dry_run))
+        outcomes = []
+        for n, item in enumerate(items):
+            result = refused[n] if item is None else next(results)
+            if isinstance(result, BaseException):
+                outcomes.append(billing_pb2.GrantOutcome(status=item_status(result, billing_pb2.ItemStatus)))
+            else:
+                outcomes.append(billing_pb2.GrantOutcome(
+                    response=billing_pb2.GrantResponse(transaction_id=result.transaction_id,
+                                                       balance=balance_message(result.balance),
+                                                       replayed=result.replayed),
+                    status=billing_pb2.ItemStatus(code=0)))
+        return billing_pb2.GrantBatchResponse(items=outcomes)
+
+    async def ListUsage(
+        self, request: billing_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListUsageResponse:
+        start, end = _instant("start", request.start), _instant("end", request.end)
+        if request.after_id < 0 or not 0 <= request.page_size <= USAGE_PAGE_MAX:
+            raise InvalidBillingRequest(f"after_id must not be negative and page_size at most {USAGE_PAGE_MAX}")
+        page_size = request.page_size or USAGE_PAGE_DEFAULT
+        rows = await self._repo.usage_page(start, end, request.after_id, page_size)
+        return billing_pb2.ListUsageResponse(
+            rows=[billing_pb2.UsageRow(
+                id=r.id, user_id=r.user_id, created_at=r.created_at.isoformat(), request_id=r.request_id,
+                endpoint=r.endpoint, method=r.method, model=r.model, project_path=r.project_path,
+                input_tokens=r.input_tokens, output_tokens=r.output_tokens, tokens_used=r.tokens_used,
+                credits_cost=to_wire(r.credits_cost), provider_cost=to_wire(r.provider_cost), success=r.success,
+                error_message=r.error_message, latency_ms=r.latency_ms,
+            ) for r in rows],
+            next_after_id=rows[-1].id if len(rows) == page_size else 0,
+        )

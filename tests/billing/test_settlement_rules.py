@@ -167,7 +167,7 @@ async def test_sql_refuses_amounts_with_more_than_4_places(repo: BillingReposito
         await pool.fetchrow(queries.SETTLE, uuid.UUID(hold), uid, "posted", too_fine, None, "", "", "", 0, 0,
                             D(0), "", "", "", 0)
     with pytest.raises(asyncpg.PostgresError) as grant:
-        await pool.fetchrow(queries.MOVE_FOR_GRANT, uid, too_fine, True)
+        await pool.fetch(queries.GRANT_MANY, [uid], [too_fine], ["grant"], [True], [f"fine-{uid}"], [""], [""])
     assert {e.value.sqlstate for e in (reserve, settle, grant)} == {"FB004"}
     balance = await repo.balance(uid)
     assert (balance.available, balance.held) == (90, 10)

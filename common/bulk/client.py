@@ -1,0 +1,56 @@
+"""The operator CLI's channels to auth and billing, for `fsg-billing import|export` (the edge has its own,
+edge/clients.py). The CLI is a client of both services, like the edge: billing's own process never writes
+auth's table.
+
+Where the services are: AUTH_ADDR and BILLING_ADDR (as `make run` sets them for the edge). The service token:
+FSG_SERVICE_TOKEN_FILE or FSG_SERVICE_TOKEN as for every process, and with neither set, the file `make run`
+keeps in DATA_DIR/service-token, so the command works as is on a machine running `make run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.grpc_server import MAX_MESSAGE_BYTES
+from common.service_auth import ServiceTokens, authenticated_channel, load_tokens
+from common.settings import DEFAULT_AUTH_PORT, DEFAULT_BILLING_PORT, CommonSettings
+from protos import auth_pb2_grpc, billing_pb2_grpc
+
+TOKEN_FILE = "service-token"
+_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+
+
+class BulkClientSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="BULK_", extra="ignore", populate_by_name=True)
+
+    auth_addr: str = Field(f"127.0.0.1:{DEFAULT_AUTH_PORT}", validation_alias="AUTH_ADDR")
+    billing_addr: str = Field(f"127.0.0.1:{DEFAULT_BILLING_PORT}", validation_alias="BILLING_ADDR")
+    #: Deadline of each call (BULK_RPC_TIMEOUT_SECONDS). Generous: a call that times out after its work
+    #: committed loses its answer, and CreateUsers' answer holds the only copy of the new keys.
+    rpc_timeout_seconds: float = Field(60.0, gt=0)
+
+
+def client_tokens(settings: BulkClientSettings) -> ServiceTokens | None:
+    """The configured token, else the one `make run` keeps in DATA_DIR; raises ServiceAuthConfigError when
+    there is none."""
+    configured = settings.service_token is not None or settings.service_token_file is not None
+    kept = settings.data_dir / TOKEN_FILE
+    if settings.service_auth == "on" and not configured and kept.exists():
+        settings = settings.model_copy(update={"service_token_file": kept})
+    return load_tokens(settings)
+
+
+@asynccontextmanager
+async def service_stubs(settings: BulkClientSettings) -> AsyncIterator[
+    tuple[auth_pb2_grpc.AuthStub, billing_pb2_grpc.BillingStub]
+]:
+    """Stubs for auth and billing on channels that carry the service token, closed on leaving."""
+    tokens = client_tokens(settings)
+    async with authenticated_channel(settings.auth_addr, tokens, _OPTIONS) as auth, \
+            authenticated_channel(settings.billing_addr, tokens, _OPTIONS) as billing:
+        yield auth_pb2_grpc.AuthStub(auth), billing_pb2_grpc.BillingStub(billing)
