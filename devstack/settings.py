@@ -1,4 +1,4 @@
-"""Launcher settings: which database, which Claude, and the ports it hands to each process."""
+"""Launcher settings: which database, which Claude, which mail server, and the ports it hands to each process."""
 
 from pydantic import Field, SecretStr
 
@@ -12,6 +12,7 @@ from common.settings import (
     DEFAULT_SIMULATOR_PORT,
     CommonSettings,
 )
+from devstack.mailsink import DEFAULT_MAILSINK_PORT
 
 
 class StackSettings(CommonSettings):
@@ -22,6 +23,9 @@ class StackSettings(CommonSettings):
     billing_port: int = Field(DEFAULT_BILLING_PORT, validation_alias="BILLING_PORT")
     generation_port: int = Field(DEFAULT_GENERATION_PORT, validation_alias="GENERATION_PORT")
     simulator_port: int = Field(DEFAULT_SIMULATOR_PORT, validation_alias="SIM_PORT")
+    #: Where alert mails go; unset: the local mail sink on MAILSINK_PORT (devstack/mailsink.py).
+    smtp_url: SecretStr | None = Field(None, validation_alias="SMTP_URL")
+    mailsink_port: int = Field(DEFAULT_MAILSINK_PORT, validation_alias="MAILSINK_PORT")
     admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
     admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")
     #: The services' database roles' passwords; each unset one is generated once and kept in DATA_DIR.
