@@ -11,14 +11,16 @@ CREATE FUNCTION billing_alert_balance_moved(p_user_id bigint, p_before numeric, 
                                             p_available numeric) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    s credit_alert_settings%ROWTYPE;
+    s record;
     threshold numeric;
     armed boolean;
     limit_armed boolean;
     alert bigint;
 BEGIN
-    SELECT * INTO s FROM credit_alert_settings c WHERE c.user_id = p_user_id;
-    threshold := COALESCE(s.threshold, (SELECT d.threshold FROM credit_alert_defaults d));
+    -- One lookup for the user's row (if any) and the default: this runs on every charge.
+    SELECT c.threshold, c.webhook_url, c.armed, c.limit_armed, d.threshold AS default_threshold INTO s
+    FROM credit_alert_defaults d LEFT JOIN credit_alert_settings c ON c.user_id = p_user_id;
+    threshold := COALESCE(s.threshold, s.default_threshold);
     armed := COALESCE(s.armed, true);
     limit_armed := COALESCE(s.limit_armed, true);
     IF p_after < threshold THEN
