@@ -1,6 +1,6 @@
 """Launcher settings: which database, which Claude, which mail server, and the ports it hands to each process."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from common.db_roles import role_passwords
 from common.settings import (
@@ -25,6 +25,11 @@ class StackSettings(CommonSettings):
     simulator_port: int = Field(DEFAULT_SIMULATOR_PORT, validation_alias="SIM_PORT")
     #: Where alert mails go; unset: the local mail sink on MAILSINK_PORT (devstack/mailsink.py).
     smtp_url: SecretStr | None = Field(None, validation_alias="SMTP_URL")
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
     mailsink_port: int = Field(DEFAULT_MAILSINK_PORT, validation_alias="MAILSINK_PORT")
     admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
     admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")

@@ -18,7 +18,9 @@ from services.billing.repository import LimitDefaults
 
 
 class BillingSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused SMTP_URL (or DATABASE_URL) must not be echoed, password and all.
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore", populate_by_name=True,
+                                      hide_input_in_errors=True)
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_BILLING_PORT
@@ -71,11 +73,16 @@ class BillingSettings(CommonSettings):
         except InvalidAmount as exc:
             raise ValueError(f"BILLING_ALERT_DEFAULT_THRESHOLD: {exc}") from None
 
-    @field_validator("smtp_url")
+    @field_validator("smtp_url", mode="before")
     @classmethod
-    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            SmtpConfig.parse(value.get_secret_value())  # refuses a malformed URL at start, never echoing it
+    def _smtp_url(cls, value: object) -> object:
+        """An empty SMTP_URL (docker-compose's `${SMTP_URL:-}`) is unset; a malformed one refuses to start,
+        with a message that never echoes it (it may hold a password)."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or text == "":
+            return None
+        if isinstance(text, str):
+            SmtpConfig.parse(text)
         return value
 
     @model_validator(mode="after")
