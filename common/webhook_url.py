@@ -3,7 +3,10 @@ stores the URL and POSTs to it), so the two cannot disagree.
 
 An absolute `https` URL with a host, or `http` only to this machine (localhost, 127.0.0.0/8, ::1) for
 development; no user name or password in it (they would be stored and logged as part of the URL), no
-fragment, no whitespace or control characters, at most 2048 characters.
+fragment, no whitespace or control characters, at most 2048 characters. A host given as an IP address must be
+public (or this machine's): billing must not be pointed at a private network's or a cloud's metadata address
+(169.254.169.254). A name that resolves to one is not caught here: outside development, route billing's
+outbound requests through an egress proxy that refuses private addresses.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ def _is_local(host: str) -> bool:
         return False
 
 
+def _is_private_address(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name
+    return not address.is_loopback and not address.is_global
+
+
 def check_webhook_url(url: str) -> str:
     """The URL, or InvalidWebhookUrl."""
     if not url or len(url) > MAX_LENGTH:
@@ -43,6 +54,8 @@ def check_webhook_url(url: str) -> str:
         raise InvalidWebhookUrl("a webhook URL must be an absolute https:// URL with a host")
     if parts.scheme == "http" and not _is_local(host):
         raise InvalidWebhookUrl("a webhook URL must use https (http only to localhost, for development)")
+    if _is_private_address(host):
+        raise InvalidWebhookUrl("a webhook URL must not point at a private, link-local or reserved address")
     if parts.username is not None or parts.password is not None:
         raise InvalidWebhookUrl("a webhook URL must not carry a user name or password")
     if parts.fragment or url.endswith("#"):

@@ -63,13 +63,16 @@ def test_backoff_doubles_with_jitter_up_to_its_cap_then_the_delivery_is_dead() -
 
 
 @pytest.mark.parametrize("url", ["https://hooks.example.test/x?a=1", "http://localhost:8000/h", "http://127.0.0.9/h",
-                                 "http://[::1]:9/h", "http://app.localhost/h"])
+                                 "http://[::1]:9/h", "http://app.localhost/h", "https://93.184.215.14/h",
+                                 "https://127.0.0.1:8443/h"])
 def test_webhook_urls_allowed(url: str) -> None:
     assert check_webhook_url(url) == url
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1/h", "http://localhost.example.test/h", "ws://localhost/h",
-                                 "https:///h", "https://h/\x00", "https://hé.test/", "//hooks.example.test/x"])
+                                 "https:///h", "https://h/\x00", "https://hé.test/", "//hooks.example.test/x",
+                                 "https://10.0.0.1/h", "https://169.254.169.254/latest/meta-data",
+                                 "https://[fd00::1]/h", "https://0.0.0.0/h", "https://192.168.1.1/h"])
 def test_webhook_urls_refused(url: str) -> None:
     with pytest.raises(InvalidWebhookUrl):
         check_webhook_url(url)

@@ -121,7 +121,8 @@ class Dispatcher:
         if smtp is None:
             raise Undeliverable("SMTP_URL is not set")
         try:
-            user = await self._auth.GetUser(auth_pb2.GetUserRequest(id=item.alert.user_id), timeout=10)
+            user = await self._auth.GetUser(auth_pb2.GetUserRequest(id=item.alert.user_id),
+                                            timeout=self._settings.smtp_timeout_seconds)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise Undeliverable("the user no longer exists") from exc
