@@ -1,8 +1,9 @@
 """`fsg`: run the whole stack in the foreground, or do one of its steps.
 
 `fsg run` starts (or uses) PostgreSQL, applies migrations, creates the admin on the first start, starts
-the Claude simulator when no ANTHROPIC_API_KEY is set and a local fake Stripe (localstripe) when no
-STRIPE_SECRET_KEY is set, generates a development service token on the first
+the Claude simulator when no ANTHROPIC_API_KEY is set, a local fake Stripe (localstripe) when no
+STRIPE_SECRET_KEY is set and a local mail sink (devstack/mailsink.py) when no SMTP_URL is set, generates a
+development service token on the first
 start (DATA_DIR/service-token, 0600, kept across restarts, never printed) unless one is configured, then
 runs the services and the edge as separate processes under honcho (Procfile). Ctrl-C or SIGTERM stops
 every process, then PostgreSQL.
@@ -31,6 +32,7 @@ from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
 from devstack.bootstrap import admin_lines, bootstrap
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir
+from devstack.mailsink import mail_dir
 from devstack.settings import StackSettings
 from devstack.stripe_events import app as local_stripe_app
 
@@ -40,6 +42,11 @@ app.add_typer(local_stripe_app, name="local-stripe")
 SIMULATOR_BANNER = (
     "⚠️  ANTHROPIC_API_KEY is not set: generation uses the LOCAL CLAUDE SIMULATOR at {url} — "
     "answers are synthetic, no real model is called. Set ANTHROPIC_API_KEY to use Claude."
+)
+
+MAIL_SINK_BANNER = (
+    "📬  SMTP_URL is not set: alert mails go to the LOCAL MAIL SINK at {url} — nothing is sent; every mail is kept "
+    "as a file in {directory} (one .eml each, plain text). Set SMTP_URL to send real mail."
 )
 
 
@@ -58,7 +65,7 @@ def database(settings: StackSettings) -> Iterator[str]:
         typer.echo("embedded PostgreSQL stopped")
 
 
-def process_env(settings: StackSettings, simulate: bool) -> dict[str, str]:
+def process_env(settings: StackSettings, simulate: bool, mail_sink: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the services get their own role's
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -79,6 +86,9 @@ def process_env(settings: StackSettings, simulate: bool) -> dict[str, str]:
         env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{settings.simulator_port}"
         env["ANTHROPIC_API_KEY"] = "simulator"
         env["GENERATION_SIMULATED"] = "1"
+    if mail_sink:
+        env["SMTP_URL"] = f"smtp://127.0.0.1:{settings.mailsink_port}"
+        env["MAILSINK_PORT"] = str(settings.mailsink_port)
     return env
 
 
@@ -101,6 +111,7 @@ def run() -> None:
     stop_with_parent()
     settings = StackSettings()
     simulate = settings.anthropic_api_key is None
+    mail_sink = settings.smtp_url is None
     with database(settings) as dsn:
         typer.echo(f"DATABASE_URL={mask_dsn(dsn)}")
         passwords = settings.role_passwords()
@@ -109,7 +120,7 @@ def run() -> None:
         for line in admin_lines(result):
             typer.echo(line)
         procfile = parse_procfile((REPO_ROOT / "Procfile").read_text())
-        env = process_env(settings, simulate)
+        env = process_env(settings, simulate, mail_sink)
         manager = Manager()
         if simulate:
             typer.secho(SIMULATOR_BANNER.format(url=env["ANTHROPIC_BASE_URL"]), fg="yellow", bold=True, err=True)
@@ -123,6 +134,10 @@ def run() -> None:
                         err=True)
             manager.add_process("localstripe", "python -m devstack.local_stripe", env={**env, **localstripe},
                                 cwd=str(REPO_ROOT))
+        if mail_sink:
+            typer.secho(MAIL_SINK_BANNER.format(url=env["SMTP_URL"], directory=mail_dir(settings.data_dir)),
+                        fg="yellow", bold=True, err=True)
+            manager.add_process("mailsink", "python -m devstack.mailsink", env=env, cwd=str(REPO_ROOT))
         for name, command in procfile.processes.items():
             # Each service connects as its own least-privilege role; the edge needs no database at all.
             own = {"DATABASE_URL": service_dsn(dsn, name, passwords[name])} if name in SERVICE_ROLES else {}

@@ -1,6 +1,6 @@
-"""Launcher settings: which database, which Claude, and the ports it hands to each process."""
+"""Launcher settings: which database, which Claude, which mail server, and the ports it hands to each process."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from common.db_roles import role_passwords
 from common.settings import (
@@ -13,6 +13,7 @@ from common.settings import (
     DEFAULT_SIMULATOR_PORT,
     CommonSettings,
 )
+from devstack.mailsink import DEFAULT_MAILSINK_PORT
 
 
 class StackSettings(CommonSettings):
@@ -26,6 +27,14 @@ class StackSettings(CommonSettings):
     #: With no STRIPE_SECRET_KEY, purchases go to a local fake Stripe (localstripe) on this port.
     stripe_secret_key: SecretStr | None = Field(None, validation_alias="STRIPE_SECRET_KEY")
     localstripe_port: int = Field(DEFAULT_LOCALSTRIPE_PORT, validation_alias="LOCALSTRIPE_PORT")
+    #: Where alert mails go; unset: the local mail sink on MAILSINK_PORT (devstack/mailsink.py).
+    smtp_url: SecretStr | None = Field(None, validation_alias="SMTP_URL")
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+    mailsink_port: int = Field(DEFAULT_MAILSINK_PORT, validation_alias="MAILSINK_PORT")
     admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
     admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")
     #: The services' database roles' passwords; each unset one is generated once and kept in DATA_DIR.

@@ -167,6 +167,24 @@ class Limits(_Doc):
     in_flight: int
 
 
+class AlertSettings(_Doc):
+    """GET|PUT /api/my-alerts: the low-credit alert's threshold (the caller's own, null = the default), where
+    it is sent, and whether it is armed. `webhookSecret` only in the answer that issued it."""
+
+    message: str | None = None
+    username: str
+    threshold: Money | None = Field(description="your own threshold in credits; null = the default")
+    default_threshold: Money = Field(alias="defaultThreshold")
+    effective_threshold: Money = Field(alias="effectiveThreshold", description="the threshold in force; 0 = off")
+    webhook_url: str | None = Field(alias="webhookUrl")
+    webhook_secret: str | None = Field(
+        None, alias="webhookSecret",
+        description="the webhook's signing secret: only in the answer that set a first URL or rotated it")
+    balance: Money = Field(description="what the alert watches: credits owned (available + held)")
+    armed: bool = Field(description="the next drop below the threshold sends an alert")
+    unlimited: bool = Field(description="unlimited accounts never alert")
+
+
 class UserState(_Doc):
     message: str
     username: str

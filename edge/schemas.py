@@ -6,12 +6,14 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from common.money import MAX_AMOUNT
+from common.money import MAX_AMOUNT, InvalidAmount, parse_credits
 from common.rate_limits import MAX_CONCURRENT as MAX_CONCURRENT_LIMIT
 from common.rate_limits import MAX_REQUESTS_PER_MINUTE
 from common.user_fields import USERNAME_PATTERN, Email, Username
+from common.webhook_url import MAX_LENGTH as MAX_WEBHOOK_URL_LENGTH
+from common.webhook_url import InvalidWebhookUrl, check_webhook_url
 from edge.request_json import JsonFloat
 
 #: Ids are int64 in the services; a larger cursor in a query string is a 422, not a protobuf error.
@@ -79,6 +81,42 @@ class PurchaseBody(StrictBody):
     pack: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     payment_method: Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,252}$")] | None = Field(
         None, alias="paymentMethod")
+
+
+def _exact_credits(value: Any) -> Decimal:
+    """A credit amount (an alert threshold) as a JSON number, read exactly from the text the client sent (never
+    through a float): finite, >= 0, at most 4 decimal places (1/100 of a cent), at most MAX_AMOUNT. Strings and
+    booleans are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number of credits")
+    text = value.text if isinstance(value, JsonFloat) else repr(value)
+    try:
+        return parse_credits(text, allow_zero=True)
+    except InvalidAmount as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _webhook_url(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            check_webhook_url(value)
+        except InvalidWebhookUrl as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Threshold = Annotated[Decimal, BeforeValidator(_exact_credits),
+                      WithJsonSchema({"type": "number", "minimum": 0, "maximum": int(MAX_AMOUNT)})]
+WebhookUrl = Annotated[str, StringConstraints(max_length=MAX_WEBHOOK_URL_LENGTH), AfterValidator(_webhook_url)]
+
+
+class AlertsBody(StrictBody):
+    """PUT /api/my-alerts. A field left out is kept; `threshold: null` = the default, 0 = no low-credit alerts;
+    `webhookUrl: null` removes the webhook (and forgets its secret); `rotateSecret: true` issues a new one."""
+
+    threshold: Threshold | None = None
+    webhook_url: WebhookUrl | None = Field(None, alias="webhookUrl")
+    rotate_secret: bool = Field(False, alias="rotateSecret")
 
 
 # -- generation ------------------------------------------------------------------------------------

@@ -1,19 +1,19 @@
-"""Self-service: a user's own stats, ledger and rate limits."""
+"""Self-service: a user's own stats, ledger, rate limits and low-credit alerts."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from common.money import from_wire
+from common.money import from_wire, to_wire
 from edge import responses
 from edge.deps import Clients
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
 from edge.routes.stats import usage_stats_body
-from edge.schemas import MAX_ID
+from edge.schemas import MAX_ID, AlertsBody
 from edge.security import User
 from protos import billing_pb2
 
@@ -63,3 +63,46 @@ async def my_transactions(
             "next_before": page.next_before_id or None,
         }
     )
+
+
+def alerts_body(username: str, settings: billing_pb2.AlertSettings) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "username": username,
+        "threshold": from_wire(settings.threshold) if settings.HasField("threshold") else None,
+        "defaultThreshold": from_wire(settings.default_threshold),
+        "effectiveThreshold": from_wire(settings.effective_threshold),
+        "webhookUrl": settings.webhook_url or None,
+        "balance": from_wire(settings.balance),
+        "armed": settings.armed,
+        "unlimited": settings.unlimited,
+    }
+    if settings.webhook_secret:
+        body["webhookSecret"] = settings.webhook_secret
+    return body
+
+
+#: The answers may carry the webhook's signing secret: no cache keeps them.
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.get("/my-alerts", response_model=responses.AlertSettings)
+async def my_alerts(clients: Clients, caller: User) -> DecimalJSONResponse:
+    """The caller's low-credit alert: threshold (own and default), webhook, whether it is armed."""
+    settings = await clients.call("billing", clients.billing.GetAlerts, billing_pb2.UserRef(user_id=caller.id))
+    return DecimalJSONResponse(alerts_body(caller.username, settings), headers=_NO_STORE)
+
+
+@router.put("/my-alerts", response_model=responses.AlertSettings)
+async def set_my_alerts(body: AlertsBody, clients: Clients, caller: User) -> DecimalJSONResponse:
+    """Set the caller's threshold (absent = keep, null = the default, 0 = off) and webhook (absent = keep, null =
+    none). Setting a first webhook URL, or `rotateSecret: true`, answers the new signing secret, once."""
+    update = billing_pb2.SetAlertsRequest(user_id=caller.id, rotate_secret=body.rotate_secret)
+    if "threshold" in body.model_fields_set:
+        update.threshold.CopyFrom(billing_pb2.AlertThreshold(use_default=True) if body.threshold is None
+                                  else billing_pb2.AlertThreshold(credits=to_wire(body.threshold)))
+    if "webhook_url" in body.model_fields_set:
+        update.webhook.CopyFrom(billing_pb2.AlertWebhook(remove=True) if body.webhook_url is None
+                                else billing_pb2.AlertWebhook(url=body.webhook_url))
+    settings = await clients.call("billing", clients.billing.SetAlerts, update)
+    return DecimalJSONResponse({"message": "Alerts updated", **alerts_body(caller.username, settings)},
+                               headers=_NO_STORE)

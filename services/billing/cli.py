@@ -1,5 +1,6 @@
-"""Billing operator CLI (`fsg-billing`): serve, reconcile the ledger, grant and inspect credits; bulk import and
-export of users and credits (services/billing/cli_bulk.py)."""
+"""Billing operator CLI (`fsg-billing`): serve, reconcile the ledger, grant and inspect credits, bulk import and
+export of users and credits (services/billing/cli_bulk.py), and look after the alert outbox's dead letters
+(`fsg-billing alerts …`)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from common.cli import run_with_repository
 from common.local_stripe import discover
 from common.money import for_json
 from services.billing import cli_bulk
+from services.billing.alerts.repository import AlertRepository
 from services.billing.purchases import StripeDifference, purchases_from_settings
 from services.billing.repository import KEEP, BillingRepository, LimitSetting, ReconcileReport
 from services.billing.settings import BillingSettings
 
 app = typer.Typer(help="Billing service: credits, holds and the ledger.", no_args_is_help=True)
 cli_bulk.register(app)
+alerts_app = typer.Typer(help="Low-credit alerts: the deliveries that kept failing (dead letters), and sending "
+                              "them again.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 T = TypeVar("T")
 
 
@@ -29,6 +34,10 @@ def _with_repo(action: Callable[[BillingRepository], Awaitable[T]]) -> T:
     return run_with_repository(
         settings, lambda pool: BillingRepository(pool, limit_defaults=settings.limit_defaults), action
     )
+
+
+def _with_alerts(action: Callable[[AlertRepository], Awaitable[T]]) -> T:
+    return run_with_repository(BillingSettings(), AlertRepository, action)
 
 
 def _limit_option(value: str | None) -> LimitSetting:
@@ -172,6 +181,39 @@ def sweep() -> None:
     """Expire every pending hold past its deadline now."""
     n = _with_repo(lambda repo: repo.sweep_expired())
     typer.echo(f"expired {n} hold(s)")
+
+
+@alerts_app.command("dead-letters")
+def dead_letters(limit: int = typer.Option(1000, min=1, help="at most this many, oldest first")) -> None:
+    """List the alert deliveries that failed every attempt (BILLING_ALERT_MAX_ATTEMPTS)."""
+    letters = _with_alerts(lambda alerts: alerts.dead_letters(limit))
+    if not letters:
+        typer.echo("no dead letters")
+        return
+    typer.echo(f"{'delivery':>8}  {'alert':>7}  {'user':>6}  {'type':<22} {'channel':<8} {'tries':>5}  "
+               f"{'failed at (UTC)':<19}  last error")
+    for d in letters:
+        typer.echo(f"{d.delivery_id:>8}  {d.alert_id:>7}  {d.user_id:>6}  {d.kind.event_type:<22} {d.channel:<8} "
+                   f"{d.attempts:>5}  {d.failed_at.strftime('%Y-%m-%d %H:%M:%S'):<19}  {d.last_error}")
+    typer.echo(f"{len(letters)} dead letter(s); `fsg-billing alerts replay DELIVERY …` (or --all) sends them again")
+
+
+@alerts_app.command()
+def replay(
+    delivery_ids: list[int] | None = typer.Argument(None, help="the dead letters' delivery ids"),
+    every: bool = typer.Option(False, "--all", help="every dead letter"),
+) -> None:
+    """Send dead letters again, each with a fresh set of attempts; a running billing server's dispatcher sends
+    them (within BILLING_ALERT_POLL_SECONDS). Exit 1 if an id given is not a dead letter."""
+    ids = list(delivery_ids or [])
+    if bool(ids) == every:
+        raise typer.BadParameter("give the delivery ids, or --all")
+    replayed = _with_alerts(lambda alerts: alerts.replay(ids, every=every))
+    typer.echo(f"replaying {len(replayed)} dead letter(s)" + (f": {', '.join(map(str, replayed))}" if replayed else ""))
+    missing = sorted(set(ids) - set(replayed))
+    if missing:
+        typer.echo(f"not dead letters (unknown, pending or delivered): {', '.join(map(str, missing))}", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -345,6 +345,13 @@ def _hold_id(value: str) -> uuid.UUID:
         raise InvalidBillingRequest("hold_id must be a UUID") from exc
 
 
+class CreditLimits(Protocol):
+    """Where a refusal for insufficient credits is recorded (services/billing/alerts: the guide's "users
+    hitting credit limits" event)."""
+
+    async def credit_limit_reached(self, user_id: int, required: Decimal, endpoint: str) -> int | None: ...
+
+
 class BillingRepository:
     def __init__(
         self,
@@ -354,8 +361,10 @@ class BillingRepository:
         recent_days: int = 30,
         limit_defaults: LimitDefaults | None = None,
         key_retention_hours: int = 24,
+        credit_limits: CreditLimits | None = None,
     ) -> None:
         self._pool = pool
+        self._credit_limits = credit_limits
         self._default_ttl = default_ttl_seconds
         self._recent_days = recent_days
         self._limits = limit_defaults or LimitDefaults()
@@ -520,6 +529,9 @@ class BillingRepository:
             return ReserveResult(ok=False, available=ZERO, required=value, unlimited=False,
                                  reason=Reason.INSUFFICIENT_CREDITS)
         reason = Reason(row["reason"])
+        if reason is Reason.INSUFFICIENT_CREDITS and self._credit_limits is not None:
+            # Only on a refusal, after it was decided: the reserve that places a hold pays nothing for this.
+            await self._credit_limits.credit_limit_reached(user_id, value, endpoint)
         replay = await self.replay(row["key_hold_id"]) if reason is Reason.KEY_REPLAY else None
         # The verdict was taken under the account's row lock, so the reason is exact (no re-read races).
         return ReserveResult(ok=reason is Reason.OK, available=row["available"], required=value,

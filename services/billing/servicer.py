@@ -12,6 +12,7 @@ from common.errors import answer_each, item_status
 from common.faults import FaultPoint
 from common.money import from_wire, to_wire
 from protos import billing_pb2, billing_pb2_grpc
+from services.billing.alerts.repository import AlertRepository, AlertSettings
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
 from services.billing.outcomes import Outcome
 from services.billing.purchases import Purchase, Purchases
@@ -20,6 +21,7 @@ from services.billing.repository import (
     Balance,
     BillingRepository,
     GrantItem,
+    Keep,
     Limits,
     LimitSetting,
     Replay,
@@ -135,6 +137,44 @@ def _grant_item(request: billing_pb2.GrantRequest) -> GrantItem:
     )
 
 
+def alert_settings_message(settings: AlertSettings) -> billing_pb2.AlertSettings:
+    return billing_pb2.AlertSettings(
+        user_id=settings.user_id,
+        threshold=to_wire(settings.threshold) if settings.threshold is not None else None,
+        default_threshold=to_wire(settings.default_threshold),
+        effective_threshold=to_wire(settings.effective_threshold),
+        webhook_url=settings.webhook_url or "",
+        webhook_secret=settings.webhook_secret or "",
+        balance=to_wire(settings.balance),
+        armed=settings.armed,
+        unlimited=settings.unlimited,
+    )
+
+
+def _alert_threshold(request: billing_pb2.SetAlertsRequest) -> str | Keep | None:
+    """Absent → keep; use_default → None (the service default); credits → that threshold."""
+    if not request.HasField("threshold"):
+        return KEEP
+    which = request.threshold.WhichOneof("value")
+    if which == "credits":
+        return request.threshold.credits
+    if which == "use_default" and request.threshold.use_default:
+        return None
+    raise InvalidBillingRequest("threshold: set either use_default=true or credits")
+
+
+def _alert_webhook(request: billing_pb2.SetAlertsRequest) -> str | Keep | None:
+    """Absent → keep; remove → None; url → that URL."""
+    if not request.HasField("webhook"):
+        return KEEP
+    which = request.webhook.WhichOneof("value")
+    if which == "url":
+        return request.webhook.url
+    if which == "remove" and request.webhook.remove:
+        return None
+    raise InvalidBillingRequest("webhook: set either remove=true or url")
+
+
 def _user_id(value: int) -> int:
     if value <= 0:
         raise InvalidBillingRequest("user_id must be positive")
@@ -154,10 +194,12 @@ def purchase_message(purchase: Purchase) -> billing_pb2.Purchase:
 
 
 class BillingServicer(billing_pb2_grpc.BillingServicer):
-    def __init__(self, repository: BillingRepository, purchases: Purchases, *, fault_injection: bool = False) -> None:
+    def __init__(self, repository: BillingRepository, purchases: Purchases, alerts: AlertRepository, *,
+                 fault_injection: bool = False) -> None:
         self._repo = repository
         self._purchases = purchases
         self._fault_injection = fault_injection
+        self._alerts = alerts
 
     async def OpenAccount(
         self, request: billing_pb2.OpenAccountRequest, context: grpc.aio.ServicerContext
@@ -396,3 +438,17 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             ) for r in rows],
             next_after_id=rows[-1].id if len(rows) == page_size else 0,
         )
+
+    async def GetAlerts(
+        self, request: billing_pb2.UserRef, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.AlertSettings:
+        return alert_settings_message(await self._alerts.settings(_user_id(request.user_id)))
+
+    async def SetAlerts(
+        self, request: billing_pb2.SetAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.AlertSettings:
+        settings = await self._alerts.update(
+            _user_id(request.user_id), threshold=_alert_threshold(request), webhook_url=_alert_webhook(request),
+            rotate_secret=request.rotate_secret,
+        )
+        return alert_settings_message(settings)

@@ -12,12 +12,14 @@ import pytest
 from common.db_roles import SERVICE_ROLES
 from tests.stack import Stack
 
-APPEND_ONLY = ["credit_transactions", "credit_holds", "credit_hold_resolutions", "usage_logs"]
+#: credit_alerts: the alert outbox's events are facts too, written once by the movement that caused them.
+APPEND_ONLY = ["credit_transactions", "credit_holds", "credit_hold_resolutions", "usage_logs", "credit_alerts"]
 #: What each role must not even read: another service's tables.
 FOREIGN = {
-    "auth": ["credit_accounts", "credit_transactions", "projects", "project_parts"],
+    "auth": ["credit_accounts", "credit_transactions", "projects", "project_parts", "credit_alert_settings"],
     "billing": ["user_accounts", "projects", "project_parts"],
-    "generation": ["user_accounts", "credit_accounts", "credit_transactions", "credit_holds", "usage_logs"],
+    "generation": ["user_accounts", "credit_accounts", "credit_transactions", "credit_holds", "usage_logs",
+                   "credit_alerts", "credit_alert_settings", "credit_alert_deliveries"],
 }
 
 

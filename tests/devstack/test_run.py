@@ -1,6 +1,7 @@
 """`fsg run` (what `make run` calls) as a user meets it: it prints the masked DATABASE_URL and the guide's
-admin lines, serves the guide's endpoints, stops every process and PostgreSQL on SIGTERM/Ctrl-C, and a
-second run on the same data keeps every user and credit. It also generates the services' token once
+admin lines, serves the guide's endpoints, keeps the low-credit mails in its local mail sink where its banner
+says, stops every process and PostgreSQL on SIGTERM/Ctrl-C, and a second run on the same data keeps every
+user and credit. It also generates the services' token once
 (DATA_DIR/service-token, 0600, never printed) and the services demand it."""
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ class Run:
         env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
                "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
                "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]),
-               "LOCALSTRIPE_PORT": str(ports["stripe"]), "LOG_LEVEL": "WARNING"}
+               "LOCALSTRIPE_PORT": str(ports["stripe"]), "MAILSINK_PORT": str(ports["mailsink"]),
+               "LOG_LEVEL": "WARNING"}
         for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "FSG_SERVICE_TOKEN",
                      "FSG_SERVICE_TOKEN_FILE", "FSG_SERVICE_AUTH", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
-                     "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY"):
+                     "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY", "SMTP_URL"):
             env.pop(name, None)
         if database_url:
             env["DATABASE_URL"] = database_url
@@ -77,6 +79,17 @@ class Run:
         return code
 
 
+def _wait_for_mail(directory: Path, to: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in sorted(directory.glob("*.eml")):
+            text = path.read_text()
+            if f"To: {to}" in text:
+                return text
+        time.sleep(0.2)
+    raise AssertionError(f"no mail to {to} in {directory}")
+
+
 def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.StatusCode:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
@@ -88,7 +101,8 @@ def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.St
 
 
 def test_make_run_end_to_end(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe")}
+    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe",
+                                            "mailsink")}
     first = Run(tmp_path, ports)
     try:
         first.wait_ready()
@@ -108,6 +122,13 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         structure = httpx.post(f"{first.url}/api/generate-structure", headers={"X-API-Key": user_key}, timeout=30,
                                json={"storyInput": {"title": "Night Train"}, "template": "hero-journey"})
         assert structure.status_code == 200, structure.text
+        remaining = structure.json()["usage"]["credits_remaining"]
+        # The default threshold is 100 credits: that first call took johndoe below it, and the alert mail lands
+        # in the local mail sink, where the launcher's banner says.
+        mail_dir = tmp_path.resolve() / "mail"
+        assert f"LOCAL MAIL SINK at smtp://127.0.0.1:{ports['mailsink']}" in output and str(mail_dir) in output
+        mail = _wait_for_mail(mail_dir, "john@example.com")
+        assert f"running low: {remaining} left" in mail
         # Without STRIPE_SECRET_KEY, purchases go to a local fake Stripe, said loudly; its webhook credits.
         assert "LOCAL FAKE STRIPE" in output and f"127.0.0.1:{ports['stripe']}" in output
         card = httpx.post(f"http://127.0.0.1:{ports['stripe']}/v1/payment_methods", auth=("sk_test_localstripe", ""),
@@ -122,9 +143,9 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
                         ).json()["purchases"][0]["state"] != "succeeded":
             assert time.monotonic() < deadline, "the webhook never credited the purchase"
             time.sleep(0.2)
-        remaining = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": user_key}
-                              ).json()["user"]["credits_remaining"]
-        assert Decimal(str(remaining)) == Decimal(str(structure.json()["usage"]["credits_remaining"])) + 500
+        bought_remaining = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": user_key}
+                                     ).json()["user"]["credits_remaining"]
+        assert Decimal(str(bought_remaining)) == Decimal(str(remaining)) + 500
         # localstripe sends no refund events: `fsg local-stripe refund` refunds there and delivers Stripe's.
         intent = httpx.get(f"{first.url}/api/my-purchases", headers={"X-API-Key": user_key}
                            ).json()["purchases"][0]["paymentIntentId"]
@@ -179,7 +200,8 @@ def test_make_run_uses_database_url_and_starts_no_postgres(tmp_path: Path, stack
     """Against a database another deployment (the session stack) already runs on: it is given the service
     roles' passwords, as every launcher or bootstrap against one database must be (roles belong to the
     cluster; a new password would lock out the running services' new connections)."""
-    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe")}
+    ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe",
+                                            "mailsink")}
     passwords = {f"{service.upper()}_DB_PASSWORD": secret
                  for service, secret in role_passwords(stack.data_dir, {}).items()}
     run = Run(tmp_path, ports, database_url=stack.dsn, extra=passwords)
