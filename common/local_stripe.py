@@ -33,6 +33,7 @@ def local_stripe_env(data_dir: Path, stripe_port: int, edge_port: int) -> tuple[
         "STRIPE_WEBHOOK_SECRET": secret,
     }
     billing = {
+        "STRIPE_TEST_CARDS": "1",
         "STRIPE_SECRET_KEY": LOCAL_SECRET_KEY,
         "STRIPE_PUBLISHABLE_KEY": LOCAL_PUBLISHABLE_KEY,
         "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
@@ -49,5 +50,6 @@ def discover(data_dir: Path) -> dict[str, str] | None:
     address, secret = folder / "api-base", folder / "webhook-secret"
     if not (address.exists() and secret.exists()):
         return None
-    return {"STRIPE_SECRET_KEY": LOCAL_SECRET_KEY, "STRIPE_API_BASE": address.read_text().strip(),
+    return {"STRIPE_TEST_CARDS": "1", "STRIPE_SECRET_KEY": LOCAL_SECRET_KEY,
+            "STRIPE_API_BASE": address.read_text().strip(),
             "STRIPE_WEBHOOK_SECRET": "whsec_" + secret.read_text().strip()}

@@ -222,6 +222,7 @@ class CreditPack(_Doc):
 class CreditPacks(_Doc):
     packs: list[CreditPack]
     publishable_key: str | None = Field(alias="publishableKey", description="Stripe.js's key; null when unset")
+    test_mode: bool = Field(alias="testMode", description="the local fake Stripe: pay with `testCard`; no checkout")
 
 
 class StartedPurchase(_Doc):
@@ -233,6 +234,7 @@ class StartedPurchase(_Doc):
     pack: str
     payment_status: str = Field(alias="paymentStatus", description="the PaymentIntent's status")
     state: str
+    checkout_url: str | None = Field(alias="checkoutUrl", description="hosted checkout: send the buyer here")
 
 
 class Purchase(_Doc):

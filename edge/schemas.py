@@ -74,13 +74,22 @@ class LimitsBody(StrictBody):
     max_concurrent: Annotated[int, Field(ge=0, le=MAX_CONCURRENT_LIMIT)] | None = None
 
 
+class CheckoutBody(StrictBody):
+    success_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(alias="successUrl")
+    cancel_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(alias="cancelUrl")
+
+
 class PurchaseBody(StrictBody):
-    """POST /api/purchases: a pack id from /api/credit-packs and, to pay at once (server-side confirmation),
-    a Stripe PaymentMethod id collected by Stripe.js; without one, the client confirms with `clientSecret`."""
+    """POST /api/purchases: a pack id from /api/credit-packs and at most one way to pay now: a Stripe
+    PaymentMethod id collected by Stripe.js (confirmed server side), a test card number (the local fake Stripe
+    only), or Stripe's hosted checkout (answers `checkoutUrl`). With none, the client confirms with
+    `clientSecret`. Billing checks which ways this server takes."""
 
     pack: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     payment_method: Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,252}$")] | None = Field(
         None, alias="paymentMethod")
+    test_card: Annotated[str, StringConstraints(pattern=r"^[0-9 ]{12,23}$")] | None = Field(None, alias="testCard")
+    checkout: CheckoutBody | None = None
 
 
 def _exact_credits(value: Any) -> Decimal:

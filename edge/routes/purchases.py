@@ -19,6 +19,8 @@ from edge.security import User
 from protos import billing_pb2
 
 router = APIRouter(prefix="/api", tags=["purchases"], route_class=JsonRoute)
+#: Billing may call Stripe while answering these (creating an intent, or asking whose a charge is).
+STRIPE_CALL_SECONDS = 30.0
 #: The webhook reads its body as bytes, exactly as Stripe signed it, so it is not a JSON route.
 webhooks = APIRouter(prefix="/api/webhooks", tags=["purchases"])
 
@@ -39,7 +41,8 @@ async def credit_packs(clients: Clients) -> DecimalJSONResponse:
     reply = await clients.call("billing", clients.billing.ListPacks, billing_pb2.ListPacksRequest())
     packs = [{"id": p.id, "name": p.name, "credits": from_wire(p.credits), "bonusCredits": from_wire(p.bonus_credits),
               "amount": p.amount, "currency": p.currency} for p in reply.packs]
-    return DecimalJSONResponse({"packs": packs, "publishableKey": reply.publishable_key or None})
+    return DecimalJSONResponse({"packs": packs, "publishableKey": reply.publishable_key or None,
+                                "testMode": reply.test_mode})
 
 
 @router.post("/purchases", status_code=201, response_model=responses.StartedPurchase)
@@ -47,13 +50,17 @@ async def create_purchase(body: PurchaseBody, clients: Clients, caller: User,
                           idempotency_key: IdempotencyKeyHeader = None) -> DecimalJSONResponse:
     """Start buying a pack: a Stripe PaymentIntent (confirmed at once when `paymentMethod` is given). The
     credits arrive when Stripe reports the payment; `GET /api/my-purchases` shows how it stands."""
+    checkout = (billing_pb2.Checkout(success_url=body.checkout.success_url, cancel_url=body.checkout.cancel_url)
+                if body.checkout is not None else None)
     request = billing_pb2.CreatePurchaseRequest(user_id=caller.id, pack_id=body.pack,
                                                 idempotency_key=idempotency_key or "",
-                                                payment_method=body.payment_method or "")
-    p = await clients.call("billing", clients.billing.CreatePurchase, request)
+                                                payment_method=body.payment_method or "",
+                                                test_card=body.test_card or "", checkout=checkout)
+    p = await clients.call("billing", clients.billing.CreatePurchase, request, timeout=STRIPE_CALL_SECONDS)
     return DecimalJSONResponse(
         {"purchaseId": p.id, "clientSecret": p.client_secret, "amount": p.amount, "currency": p.currency,
-         "credits": from_wire(p.credits), "pack": p.pack_id, "paymentStatus": p.payment_status, "state": p.state},
+         "credits": from_wire(p.credits), "pack": p.pack_id, "paymentStatus": p.payment_status, "state": p.state,
+         "checkoutUrl": p.checkout_url or None},
         status_code=201)
 
 
@@ -80,5 +87,6 @@ async def stripe_webhook(
     acts on each event id once; any 2xx tells Stripe to stop retrying, a 5xx makes it retry later."""
     payload = await request.body()
     reply = await clients.call("billing", clients.billing.HandleStripeEvent,
-                               billing_pb2.StripeEventRequest(payload=payload, signature=stripe_signature))
+                               billing_pb2.StripeEventRequest(payload=payload, signature=stripe_signature),
+                               timeout=STRIPE_CALL_SECONDS)
     return DecimalJSONResponse({"received": True, "eventId": reply.event_id, "outcome": reply.outcome})

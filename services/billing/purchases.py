@@ -17,10 +17,13 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
+from stripe.params.checkout import SessionCreateParams
 
 from common.idempotency_key import InvalidIdempotencyKey, check_idempotency_key
+from common.money import for_json
 from services.billing import queries
 from services.billing.errors import (
     IdempotencyConflict,
@@ -61,9 +64,12 @@ class Purchase:
     #: Only when just created (or resumed): for the client to finish the payment with Stripe.js.
     client_secret: str = ""
     payment_status: str = ""
+    #: Only when just created (or resumed) with hosted checkout: the page to send the buyer to.
+    checkout_url: str = ""
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record, intent: PaymentIntent | None = None) -> Purchase:
+    def from_row(cls, row: asyncpg.Record, intent: PaymentIntent | None = None, *, checkout_url: str = ""
+                 ) -> Purchase:
         return cls(
             id=row["id"], seq=row["seq"], user_id=row["user_id"], pack_id=row["pack_id"], credits=row["credits"],
             amount=row["amount"], currency=row["currency"], state=row["state"],
@@ -72,6 +78,7 @@ class Purchase:
             failure_message=row["failure_message"], created_at=row["created_at"].isoformat(),
             updated_at=row["updated_at"].isoformat(), idempotency_key=row["idempotency_key"],
             client_secret=intent.client_secret if intent else "", payment_status=intent.status if intent else "",
+            checkout_url=checkout_url,
         )
 
 
@@ -95,21 +102,85 @@ class StripeDifference:
     problem: str
 
 
-def _payment_method(value: str) -> str | None:
-    if not value:
-        return None
-    if not value.startswith("pm_") or len(value) > 255 or not set(value) <= _PAYMENT_METHOD:
-        raise InvalidBillingRequest("paymentMethod must be a Stripe PaymentMethod id (pm_...)")
-    return value
+@dataclass(frozen=True, slots=True)
+class CheckoutPages:
+    """Where Stripe's hosted checkout sends the buyer back to."""
+
+    success_url: str
+    cancel_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TestCard:
+    __test__ = False  # not a test class
+    number: str
+
+
+def _payment(payment_method: str, test_card: str, checkout: CheckoutPages | None, *, test_cards: bool
+             ) -> str | TestCard | CheckoutPages | None:
+    """How the buyer pays, checked: at most one way, each only where it works."""
+    if sum(map(bool, (payment_method, test_card, checkout))) > 1:
+        raise InvalidBillingRequest("give at most one of paymentMethod, testCard and checkout")
+    if payment_method:
+        if not payment_method.startswith("pm_") or len(payment_method) > 255 \
+                or not set(payment_method) <= _PAYMENT_METHOD:
+            raise InvalidBillingRequest("paymentMethod must be a Stripe PaymentMethod id (pm_...)")
+        return payment_method
+    if test_card:
+        if not test_cards:
+            raise InvalidBillingRequest("test cards are taken only by the local fake Stripe (make run without "
+                                        "STRIPE_SECRET_KEY); pay with Stripe.js or checkout")
+        number = test_card.replace(" ", "")
+        if not number.isdigit() or not 12 <= len(number) <= 19:
+            raise InvalidBillingRequest("testCard must be a card number (12-19 digits)")
+        return TestCard(number)
+    if checkout is not None:
+        if test_cards:
+            raise InvalidBillingRequest("hosted checkout needs a real Stripe key; locally, pay with a testCard")
+        for name, url in (("successUrl", checkout.success_url), ("cancelUrl", checkout.cancel_url)):
+            _check_return_url(name, url)
+        return checkout
+    return None
+
+
+def _check_return_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
+            or len(url) > 2048:
+        raise InvalidBillingRequest(f"checkout {name} must be an absolute http(s) URL without credentials")
+
+
+def _metadata(purchase_id: uuid.UUID, user_id: int, pack: Pack) -> dict[str, str]:
+    """What Stripe keeps with the payment so that its events name the purchase."""
+    return {"purchase_id": str(purchase_id), "user_id": str(user_id), "pack": pack.id}
+
+
+def checkout_params(purchase_id: uuid.UUID, user_id: int, pack: Pack, pages: CheckoutPages) -> SessionCreateParams:
+    """A hosted Checkout Session for one pack. The metadata goes on the session and on the PaymentIntent it
+    creates, so both kinds of event name the purchase."""
+    metadata = _metadata(purchase_id, user_id, pack)
+    return {
+        "mode": "payment",
+        "line_items": [{"quantity": 1, "price_data": {
+            "currency": pack.currency, "unit_amount": pack.amount,
+            "product_data": {"name": f"{pack.name}: {for_json(pack.credits)} credits"}}}],
+        "success_url": pages.success_url,
+        "cancel_url": pages.cancel_url,
+        "client_reference_id": str(purchase_id),
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata},
+    }
 
 
 class Purchases:
     def __init__(self, pool: asyncpg.Pool, catalogue: Catalogue, gateway: StripeGateway | None, *,
-                 publishable_key: str = "") -> None:
+                 publishable_key: str = "", test_cards: bool = False) -> None:
         self._pool = pool
         self.catalogue = catalogue
         self._gateway = gateway
         self.publishable_key = publishable_key
+        #: The local fake Stripe: test card numbers are taken (and hosted checkout, which it lacks, is not).
+        self.test_cards = test_cards
 
     async def close(self) -> None:
         if self._gateway is not None:
@@ -122,12 +193,15 @@ class Purchases:
         return self._gateway
 
     # -- buying ------------------------------------------------------------------------------------------
-    async def create(self, user_id: int, pack_id: str, *, idempotency_key: str = "",
-                     payment_method: str = "") -> Purchase:
+    async def create(self, user_id: int, pack_id: str, *, idempotency_key: str = "", payment_method: str = "",
+                     test_card: str = "", checkout: CheckoutPages | None = None) -> Purchase:
+        """Start a purchase, paid one of three ways: a payment method from Stripe.js (confirmed now), a test
+        card (the local fake Stripe only), or Stripe's hosted checkout (a real Stripe only); with none, the
+        client confirms the intent with its client secret."""
         pack = self.catalogue.get(pack_id)
         if pack is None:
             raise UnknownPack()
-        method = _payment_method(payment_method)
+        how = _payment(payment_method, test_card, checkout, test_cards=self.test_cards)
         gateway = self.gateway
         key = None
         if idempotency_key:
@@ -142,19 +216,31 @@ class Purchases:
             row = await self._pool.fetchrow(queries.PURCHASE_BY_KEY, user_id, key)
             if row["pack_id"] != pack.id:
                 raise IdempotencyConflict()
+            if row["checkout_session_id"] is not None:
+                session = await gateway.checkout(row["checkout_session_id"])
+                return Purchase.from_row(row, checkout_url=session.url if session else "")
             if row["payment_intent_id"] is not None:
                 intent = await gateway.payment_intent(row["payment_intent_id"])
                 if intent is None:
                     raise PaymentProviderError("the payment provider no longer knows this purchase's payment")
                 return Purchase.from_row(row, intent)
+        if isinstance(how, CheckoutPages):
+            return await self._start_checkout(row, pack, how)
+        method = await gateway.payment_method_for_card(how.number) if isinstance(how, TestCard) else how
         return await self._start_payment(row, pack, method)
+
+    async def _start_checkout(self, row: asyncpg.Record, pack: Pack, pages: CheckoutPages) -> Purchase:
+        params = checkout_params(row["id"], row["user_id"], pack, pages)
+        session = await self.gateway.create_checkout(params, idempotency_key=f"purchase-{row['id']}-checkout")
+        await self._pool.execute(queries.SET_CHECKOUT_SESSION, row["id"], session.id)
+        log.info("purchase %s: user %d, pack %s, hosted checkout %s", row["id"], row["user_id"], pack.id, session.id)
+        return Purchase.from_row(await self._pool.fetchrow(queries.PURCHASE_BY_ID, row["id"]), checkout_url=session.url)
 
     async def _start_payment(self, row: asyncpg.Record, pack: Pack, method: str | None) -> Purchase:
         purchase_id = row["id"]
-        metadata = {"purchase_id": str(purchase_id), "user_id": str(row["user_id"]), "pack": pack.id}
         try:
             intent = await self.gateway.create_payment_intent(
-                amount=row["amount"], currency=row["currency"], metadata=metadata,
+                amount=row["amount"], currency=row["currency"], metadata=_metadata(purchase_id, row["user_id"], pack),
                 idempotency_key=f"purchase-{purchase_id}", payment_method=method)
         except PaymentDeclined as exc:
             intent_id, charge_id = _declined(exc.__cause__)
@@ -286,5 +372,9 @@ def purchases_from_settings(pool: asyncpg.Pool, settings: BillingSettings) -> Pu
             settings.stripe_secret_key.get_secret_value(),
             webhook_secret.get_secret_value() if webhook_secret is not None else None,
             api_base=settings.stripe_api_base, tolerance_seconds=settings.stripe_webhook_tolerance_seconds)
+    test_cards = settings.stripe_test_cards
+    if test_cards and settings.stripe_secret_key is not None and \
+            settings.stripe_secret_key.get_secret_value().startswith(("sk_live_", "rk_live_")):
+        raise ValueError("STRIPE_TEST_CARDS is for the local fake Stripe only, never with a live key")
     return Purchases(pool, Catalogue.load(settings.packs_file), gateway,
-                     publishable_key=settings.stripe_publishable_key)
+                     publishable_key=settings.stripe_publishable_key, test_cards=test_cards)

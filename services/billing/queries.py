@@ -271,7 +271,8 @@ SELECT
 
 # -- purchases ------------------------------------------------------------------------------------------
 _PURCHASE_COLUMNS = """id, seq, user_id, pack_id, credits, amount, currency, state, payment_intent_id, credited,
-refunded_amount, disputed_amount, failure_message, mismatch, idempotency_key, created_at, updated_at"""
+refunded_amount, disputed_amount, failure_message, mismatch, idempotency_key, checkout_session_id, created_at,
+updated_at"""
 
 #: $1 id, $2 user, $3 idempotency key (NULL = none), $4 pack, $5 credits, $6 amount, $7 currency. No row back:
 #: the user's key already names a purchase (a retry, or a concurrent twin).
@@ -290,6 +291,12 @@ PURCHASE_BY_PAYMENT_INTENT = f"SELECT {_PURCHASE_COLUMNS} FROM purchases WHERE p
 SET_PAYMENT_INTENT = """
 UPDATE purchases SET payment_intent_id = $2, updated_at = now()
 WHERE id = $1 AND payment_intent_id IS NULL
+"""
+
+#: $1 purchase, $2 Checkout Session id: the hosted checkout created for it.
+SET_CHECKOUT_SESSION = """
+UPDATE purchases SET checkout_session_id = $2, updated_at = now()
+WHERE id = $1 AND checkout_session_id IS NULL
 """
 
 #: $1 purchase, $2 PaymentIntent id (may be NULL), $3 why: Stripe refused the payment while we asked it to

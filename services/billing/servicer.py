@@ -15,7 +15,7 @@ from protos import billing_pb2, billing_pb2_grpc
 from services.billing.alerts.repository import AlertRepository, AlertSettings
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
 from services.billing.outcomes import Outcome
-from services.billing.purchases import Purchase, Purchases
+from services.billing.purchases import CheckoutPages, Purchase, Purchases
 from services.billing.repository import (
     KEEP,
     Balance,
@@ -189,7 +189,7 @@ def purchase_message(purchase: Purchase) -> billing_pb2.Purchase:
         payment_status=purchase.payment_status, credited=to_wire(purchase.credited),
         refunded_amount=purchase.refunded_amount, disputed_amount=purchase.disputed_amount,
         failure_message=purchase.failure_message or "", created_at=purchase.created_at,
-        updated_at=purchase.updated_at,
+        updated_at=purchase.updated_at, checkout_url=purchase.checkout_url,
     )
 
 
@@ -364,14 +364,17 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
                              amount=p.amount, currency=p.currency)
             for p in self._purchases.catalogue.packs
         ]
-        return billing_pb2.ListPacksResponse(packs=packs, publishable_key=self._purchases.publishable_key)
+        return billing_pb2.ListPacksResponse(packs=packs, publishable_key=self._purchases.publishable_key,
+                                             test_mode=self._purchases.test_cards)
 
     async def CreatePurchase(
         self, request: billing_pb2.CreatePurchaseRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Purchase:
+        checkout = (CheckoutPages(request.checkout.success_url, request.checkout.cancel_url)
+                    if request.HasField("checkout") else None)
         purchase = await self._purchases.create(
             _user_id(request.user_id), request.pack_id, idempotency_key=request.idempotency_key,
-            payment_method=request.payment_method)
+            payment_method=request.payment_method, test_card=request.test_card, checkout=checkout)
         return purchase_message(purchase)
 
     async def ListPurchases(

@@ -48,6 +48,9 @@ class BillingSettings(CommonSettings):
     stripe_webhook_secret: SecretStr | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
     stripe_publishable_key: str = Field("", validation_alias="STRIPE_PUBLISHABLE_KEY")
     stripe_api_base: str | None = Field(None, validation_alias="STRIPE_API_BASE")
+    #: Accept test card numbers in purchases (billing makes the payment method itself): only ever against the
+    #: local fake Stripe, which `make run` sets this for; refused with a live key whatever this says.
+    stripe_test_cards: bool = Field(False, validation_alias="STRIPE_TEST_CARDS")
     #: How old a webhook's signed timestamp may be (Stripe's own default): an older replay is refused.
     stripe_webhook_tolerance_seconds: int = Field(300, ge=1, le=86400, validation_alias="STRIPE_WEBHOOK_TOLERANCE")
 

@@ -18,7 +18,12 @@ PAYMENT_FAILED = "payment_intent.payment_failed"
 CHARGE_REFUNDED = "charge.refunded"
 DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
                             "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"})
-HANDLED = frozenset({PAYMENT_SUCCEEDED, PAYMENT_FAILED, CHARGE_REFUNDED}) | DISPUTE_EVENTS
+#: Hosted checkout: a completed (or later succeeded) session says what was paid; one that failed or expired
+#: says why nothing was.
+CHECKOUT_PAID = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+CHECKOUT_UNPAID = frozenset({"checkout.session.async_payment_failed", "checkout.session.expired"})
+HANDLED = frozenset({PAYMENT_SUCCEEDED, PAYMENT_FAILED, CHARGE_REFUNDED}) | DISPUTE_EVENTS | CHECKOUT_PAID \
+    | CHECKOUT_UNPAID
 
 
 class MalformedEvent(ValueError):
@@ -63,13 +68,17 @@ def _int(obj: dict[str, Any], name: str) -> int:
     return value
 
 
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
 def _metadata(obj: dict[str, Any]) -> tuple[uuid.UUID | None, int | None]:
     found = obj.get("metadata")
     metadata: dict[str, Any] = found if isinstance(found, dict) else {}
-    try:
-        purchase = uuid.UUID(str(metadata["purchase_id"])) if metadata.get("purchase_id") else None
-    except ValueError:
-        purchase = None
+    purchase = _uuid(str(metadata["purchase_id"])) if metadata.get("purchase_id") else None
     user = metadata.get("user_id")
     return purchase, int(user) if isinstance(user, str) and user.isdigit() else None
 
@@ -97,6 +106,17 @@ def parse(event: dict[str, Any]) -> EventFacts:
         message = error.get("message") if isinstance(error, dict) else None
         reason = message if isinstance(message, str) and message else "the payment failed"
         return replace(base, payment_intent_id=_str(obj, "id"), failure_message=reason[:500])
+    if event_type in CHECKOUT_PAID | CHECKOUT_UNPAID:
+        if base.purchase_id is None and isinstance(obj.get("client_reference_id"), str):
+            base = replace(base, purchase_id=_uuid(obj["client_reference_id"]))
+        intent = _str(obj, "payment_intent")
+        if event_type in CHECKOUT_UNPAID:
+            reason = "the checkout expired unpaid" if event_type.endswith("expired") else "the payment failed"
+            return replace(base, payment_intent_id=intent, failure_message=reason)
+        if obj.get("payment_status") != "paid":  # completed, but the money is yet to come (a bank debit)
+            return replace(base, payment_intent_id=intent)
+        return replace(base, payment_intent_id=intent, paid_amount=_int(obj, "amount_total"),
+                       currency=_str(obj, "currency"))
     if event_type == CHARGE_REFUNDED:
         # A refund means the charge was paid: a refund that arrives before the success still says so.
         captured = obj.get("amount_captured")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import stripe
+from stripe.params.checkout import SessionCreateParams
 
 from services.billing.errors import InvalidSignature, PaymentDeclined, PaymentProviderError
 
@@ -53,6 +54,12 @@ class PaymentIntent:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    id: str
+    url: str  # empty once the session is complete or expired
+
+
 class StripeGateway:
     def __init__(self, secret_key: str, webhook_secret: str | None, *, api_base: str | None = None,
                  tolerance_seconds: int = 300, timeout_seconds: float = 20) -> None:
@@ -76,6 +83,23 @@ class StripeGateway:
         pi = await self._call(self._client.v1.payment_intents.create_async(
             params=params, options={"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
         return PaymentIntent.from_stripe(pi)
+
+    async def payment_method_for_card(self, number: str) -> str:
+        """A PaymentMethod for a test card, made server side: what Stripe.js does in a page, done here only for
+        the local fake Stripe (Purchases refuses it otherwise). A made-up expiry and CVC, as test cards take."""
+        method = await self._call(self._client.v1.payment_methods.create_async(params={
+            "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2099, "cvc": "123"}}))
+        return str(method.id)
+
+    async def create_checkout(self, params: SessionCreateParams, idempotency_key: str) -> Checkout:
+        """A hosted Checkout Session (Stripe's own payment page)."""
+        session = await self._call(self._client.v1.checkout.sessions.create_async(
+            params=params, options={"idempotency_key": idempotency_key}))
+        return Checkout(id=session.id, url=session.url or "")
+
+    async def checkout(self, session_id: str) -> Checkout | None:
+        session = await self._find(self._client.v1.checkout.sessions.retrieve_async(session_id))
+        return Checkout(id=session.id, url=session.url or "") if session is not None else None
 
     async def payment_intent(self, payment_intent_id: str) -> PaymentIntent | None:
         """The intent with its latest charge, or None if Stripe has no such intent (not ours)."""

@@ -87,7 +87,7 @@ def test_the_packs_on_sale_are_the_catalogue_file(client: httpx.Client) -> None:
     answer = client.get("/api/credit-packs")  # no key: a price list is public
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["publishableKey"] == "pk_test_localstripe"
+    assert (body["publishableKey"], body["testMode"]) == ("pk_test_localstripe", True)
     listed = {p["id"]: p for p in body["packs"]}
     assert list(listed) == list(packs())
     for pack_id, p in packs().items():
@@ -396,3 +396,48 @@ async def test_reconcile_finds_a_purchase_whose_credits_differ_from_its_ledger(
     finally:
         await db.execute("UPDATE purchases SET credited = 500 WHERE id = $1::uuid", purchase_id)
     assert_reconciled_with_stripe(stack)
+
+
+# -- ways to pay ----------------------------------------------------------------------------------------------
+async def test_a_test_card_pays_against_the_local_fake_stripe(
+        client: httpx.Client, users: UserFactory, db: asyncpg.Connection) -> None:
+    assert client.get("/api/credit-packs").json()["testMode"] is True
+    user = users.create(credits=0)
+    started = buy(client, user, "starter", testCard="4242 4242 4242 4242")
+    assert started.status_code == 201 and started.json()["paymentStatus"] == "succeeded", started.text
+    settled(client, user, started.json()["purchaseId"], "succeeded")
+    assert users.balance(user) == pack_credits("starter")
+    declined = buy(client, user, "starter", testCard=DECLINED)
+    assert (declined.status_code, declined.json()["error"]) == (402, "Payment declined"), declined.text
+    assert users.balance(user) == pack_credits("starter")
+
+
+def test_one_way_to_pay_and_only_where_it_works(client: httpx.Client, users: UserFactory) -> None:
+    user = users.create(credits=0)
+    both = buy(client, user, "starter", testCard="4242424242424242", paymentMethod="pm_card_visa")
+    assert both.status_code == 400 and "at most one" in both.json()["error"], both.text
+    hosted = buy(client, user, "starter", checkout={"successUrl": "https://example.com/ok",
+                                                    "cancelUrl": "https://example.com/no"})
+    assert hosted.status_code == 400 and "real Stripe key" in hosted.json()["error"], hosted.text
+    not_a_card = buy(client, user, "starter", testCard="4242-4242")
+    assert not_a_card.status_code == 422, not_a_card.text
+    assert client.get("/api/my-purchases", headers=user.headers).json()["purchases"] == []
+
+
+async def test_a_completed_hosted_checkout_credits_its_purchase(
+        client: httpx.Client, users: UserFactory, stripe_side: LocalStripe, db: asyncpg.Connection) -> None:
+    """localstripe has no Checkout, so the test pays the intent there (what Stripe's page does) and delivers
+    the checkout.session.completed event Stripe sends, instead of the intent's own event."""
+    user = users.create(credits=0)
+    with stripe_side.held_webhooks():
+        started = buy(client, user, "writer").json()
+        intent_id = purchase_of(client, user, started["purchaseId"])["paymentIntentId"]
+        assert stripe_side.pay(intent_id) == "succeeded"
+    session = {"id": "cs_test_" + intent_id[3:], "object": "checkout.session", "mode": "payment",
+               "payment_status": "paid", "status": "complete", "amount_total": 2000, "currency": "usd",
+               "payment_intent": intent_id, "client_reference_id": started["purchaseId"],
+               "metadata": {"purchase_id": started["purchaseId"], "user_id": str(user.id), "pack": "writer"}}
+    answer = stripe_side.delivery(event("checkout.session.completed", session)).send(client)
+    assert answer.json()["outcome"] == "applied", answer.text
+    assert purchase_of(client, user, started["purchaseId"])["state"] == "succeeded"
+    assert users.balance(user) == pack_credits("writer")
