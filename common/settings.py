@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,21 @@ class CommonSettings(BaseSettings):
     #: "on" (default): a process with no token refuses to start. "off": no token is demanded or sent —
     #: an explicit, loud opt-out for throwaway experiments only.
     service_auth: Literal["on", "off"] = Field("on", validation_alias="FSG_SERVICE_AUTH")
+    #: Internal TLS (common/tls.py): a directory as `fsg certs` makes it, each process taking `ca.crt` and its
+    #: own `<identity>.crt`/`.key` from it ...
+    tls_dir: Path | None = Field(None, validation_alias="FSG_TLS_DIR")
+    #: ... or the files one by one (they win over the directory's). None of the four set: plaintext gRPC.
+    tls_ca: Path | None = Field(None, validation_alias="FSG_TLS_CA")
+    tls_cert: Path | None = Field(None, validation_alias="FSG_TLS_CERT")
+    tls_key: Path | None = Field(None, validation_alias="FSG_TLS_KEY")
     #: Honour the fault points of common/faults.py (crash or stall at a named step). Tests only.
     fault_injection: bool = Field(False, validation_alias="FSG_FAULT_INJECTION")
+
+    @field_validator("tls_dir", "tls_ca", "tls_cert", "tls_key", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        """`FSG_TLS_DIR=` (compose's `${FSG_TLS_DIR:-}`) means unset, not the current directory."""
+        return None if value == "" else value
 
     def dsn(self) -> str:
         """The database URL; every service needs one (the launcher provides it for the embedded server)."""
