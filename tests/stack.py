@@ -69,6 +69,8 @@ class Stack:
     #: TLS everywhere (tests/tls): the edge serves HTTPS and every gRPC port speaks only mutual TLS, with
     #: certificates `fsg certs` makes in DATA_DIR/tls. Off: plaintext, as the rest of the suite runs.
     tls: bool = False
+    #: With `tls`, whether the edge serves HTTPS too (False: internal mTLS only, as `make run` runs by default).
+    edge_https: bool = True
 
     @property
     def edge_url(self) -> str:
@@ -76,7 +78,7 @@ class Stack:
 
     def url(self, edge: str) -> str:
         """The HTTP(S) address of an edge process (`edge` or a replica such as `edge2`)."""
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.ports[edge]}"
+        return f"{'https' if self.tls and self.edge_https else 'http'}://127.0.0.1:{self.ports[edge]}"
 
     @property
     def tls_dir(self) -> Path:
@@ -85,7 +87,7 @@ class Stack:
     @property
     def verify(self) -> str | bool:
         """What an HTTP client passes as `verify` to trust this stack's edge: its CA (TLS), else the default."""
-        return str(self.tls_dir / "ca.crt") if self.tls else True
+        return str(self.tls_dir / "ca.crt") if self.tls and self.edge_https else True
 
     @property
     def grpc_tls(self) -> GrpcTls | None:
@@ -148,8 +150,9 @@ class Stack:
         tls: dict[str, str] = {}
         if self.tls:
             ensure_certs(self.tls_dir)
-            tls = {"FSG_TLS_DIR": str(self.tls_dir), "EDGE_TLS_CERT": str(self.tls_dir / "edge.crt"),
-                   "EDGE_TLS_KEY": str(self.tls_dir / "edge.key")}
+            tls = {"FSG_TLS_DIR": str(self.tls_dir)}
+            if self.edge_https:
+                tls.update(EDGE_TLS_CERT=str(self.tls_dir / "edge.crt"), EDGE_TLS_KEY=str(self.tls_dir / "edge.key"))
         self.env = {
             **inherited,  # never an outer FSG_SERVICE_AUTH=off, token or TLS setting: the stack decides
             **tls,
