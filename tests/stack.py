@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -85,9 +86,12 @@ class Stack:
         return self.data_dir / "tls"
 
     @property
-    def verify(self) -> str | bool:
-        """What an HTTP client passes as `verify` to trust this stack's edge: its CA (TLS), else the default."""
-        return str(self.tls_dir / "ca.crt") if self.tls and self.edge_https else True
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client passes as `verify` to trust this stack's edge: its CA (and only it) with HTTPS,
+        else the default."""
+        if self.tls and self.edge_https:
+            return ssl.create_default_context(cafile=str(self.tls_dir / "ca.crt"))
+        return True
 
     @property
     def grpc_tls(self) -> GrpcTls | None:
