@@ -8,7 +8,10 @@ name the certificate does not carry, and one of our certificates without the tok
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,22 +23,33 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.service_auth import REFUSAL, authenticated_channel
-from common.settings import CommonSettings
+from common.settings import REPO_ROOT, CommonSettings
 from common.tls import GrpcTls, load_tls
 from devstack.certs import ensure_certs
 from protos import billing_pb2, billing_pb2_grpc
+from tests.alerts.support import ALERT_SETTINGS, MailSink, text, wait_port
+from tests.bulk.support import cli
 from tests.generation.test_endpoints import STORY, assert_charged
 from tests.helpers import UserFactory
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 SERVICES = ("auth", "billing", "generation")
 
 
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("tls-stack"), tls=True)
+    """With a mail sink and the default threshold at 100 credits, so a user's first call sends billing to
+    auth (over its own mTLS channel) for the address of a low-credit mail."""
+    sink_port = free_port()
+    settings = {**ALERT_SETTINGS, "BILLING_ALERT_DEFAULT_THRESHOLD": "100",
+                "SMTP_URL": f"smtp://127.0.0.1:{sink_port}"}
+    running = Stack(tmp_path_factory.mktemp("tls-stack"), tls=True, settings=settings)
     try:
-        yield running.start()
+        running.start()
+        running.start_process("mailsink", [sys.executable, "-m", "devstack.mailsink"],
+                              env={"MAILSINK_PORT": str(sink_port)})
+        wait_port(sink_port)
+        yield running
     finally:
         running.stop()
 
@@ -79,6 +93,41 @@ async def test_a_metered_call_end_to_end_over_https_and_mutual_tls(
     await assert_charged(books, user, response, Decimal(100), "/api/generate-structure")
     ready = https.get("/readyz")
     assert ready.status_code == 200, ready.text
+    # The call took the user below the 100-credit threshold: billing asked auth for the address (billing's
+    # own certificate, as a client) and the mail went out.
+    mail = MailSink(tls_stack.data_dir / "mail").wait(user.email, 1)[0]
+    assert f"Hello {user.username}," in text(mail) and "below your alert threshold of 100" in text(mail)
+
+
+def test_the_bulk_cli_finds_the_operator_certificate_by_itself(tls_stack: Stack,
+                                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`fsg-billing export` with no FSG_TLS_* set takes DATA_DIR/tls's operator pair, as after `make run`; given
+    another deployment's directory it fails with a clear line, having written nothing."""
+    found = cli(tls_stack, "export", "users", env={"FSG_TLS_DIR": ""})
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert lines[0].startswith("username,email,") and any(line.startswith("admin,") for line in lines[1:])
+    other = tmp_path_factory.mktemp("cli-other-ca")
+    ensure_certs(other)
+    written = other / "users.csv"
+    refused = cli(tls_stack, "export", "users", "--output", str(written),
+                  env={"FSG_TLS_DIR": str(other), "BULK_RPC_TIMEOUT_SECONDS": "5"})
+    assert refused.returncode != 0 and not written.exists()
+    assert "export failed, nothing was written" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_probe_presents_a_certificate(tls_stack: Stack) -> None:
+    """`python -m devstack.healthcheck` (the containers' probe) answers SERVING with a certificate from the
+    directory, and fails without one: health shares the mTLS port."""
+    def probe(service: str, *args: str, **env: str) -> int:
+        environment = {**{k: v for k, v in os.environ.items() if not k.startswith("FSG_TLS")}, **env}
+        return subprocess.run([sys.executable, "-m", "devstack.healthcheck", tls_stack.addr(service), *args],
+                              cwd=REPO_ROOT, env=environment, capture_output=True, timeout=60).returncode
+
+    for service in SERVICES:
+        assert probe(service, FSG_TLS_DIR=str(tls_stack.tls_dir)) == 0
+        assert probe(service, service, FSG_TLS_DIR=str(tls_stack.tls_dir)) == 0  # as its own container would
+        assert probe(service) == 1
 
 
 @pytest.mark.parametrize("service", SERVICES)
