@@ -5,13 +5,15 @@ auth's table.
 Where the services are: AUTH_ADDR and BILLING_ADDR (as `make run` sets them for the edge). The service token:
 FSG_SERVICE_TOKEN_FILE or FSG_SERVICE_TOKEN as for every process, and with neither set, the file `make run`
 keeps in DATA_DIR/service-token, so the command works as is on a machine running `make run`. TLS likewise:
-FSG_TLS_* as for every process (identity `operator`), else DATA_DIR/tls when `make run` made it there.
+FSG_TLS_* as for every process (identity `operator`), else DATA_DIR/tls when `make run` made it there (unless
+FSG_TLS=off, as for `make run`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +39,8 @@ class BulkClientSettings(CommonSettings):
     #: Deadline of each call (BULK_RPC_TIMEOUT_SECONDS). Generous: a call that times out after its work
     #: committed loses its answer, and CreateUsers' answer holds the only copy of the new keys.
     rpc_timeout_seconds: float = Field(60.0, gt=0)
+    #: As for `make run`: "off" means plaintext even when DATA_DIR/tls exists (a stack run with FSG_TLS=off).
+    internal_tls: Literal["on", "off"] = Field("on", validation_alias="FSG_TLS")
 
 
 def client_tokens(settings: BulkClientSettings) -> ServiceTokens | None:
@@ -55,7 +59,7 @@ def client_tls(settings: BulkClientSettings) -> GrpcTls | None:
     configured = any(value is not None for value in (settings.tls_dir, settings.tls_ca, settings.tls_cert,
                                                      settings.tls_key))
     kept = settings.data_dir / TLS_DIR
-    if not configured and (kept / "operator.crt").exists():
+    if not configured and settings.internal_tls == "on" and (kept / "operator.crt").exists():
         settings = settings.model_copy(update={"tls_dir": kept})
     return load_tls(settings, "operator")
 

@@ -105,6 +105,9 @@ def test_the_bulk_cli_finds_the_operator_certificate_by_itself(tls_stack: Stack,
     another deployment's directory it fails with a clear line, having written nothing."""
     found = cli(tls_stack, "export", "users", env={"FSG_TLS_DIR": ""})
     assert found.returncode == 0, found.stderr
+    plaintext = cli(tls_stack, "export", "users", env={"FSG_TLS_DIR": "", "FSG_TLS": "off",
+                                                        "BULK_RPC_TIMEOUT_SECONDS": "5"})
+    assert plaintext.returncode != 0  # FSG_TLS=off: DATA_DIR/tls ignored, and these services want TLS
     lines = found.stdout.splitlines()
     assert lines[0].startswith("username,email,") and any(line.startswith("admin,") for line in lines[1:])
     other = tmp_path_factory.mktemp("cli-other-ca")
