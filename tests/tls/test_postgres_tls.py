@@ -27,7 +27,9 @@ from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
 from devstack.bootstrap import bootstrap
 from devstack.certs import ensure_certs
+from devstack.cli import database
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir, has_ssl, system_binaries
+from devstack.settings import StackSettings
 from tests.stack import free_port
 
 SYSTEM = system_binaries()
@@ -112,3 +114,22 @@ async def _wait_serving(target: str, process: subprocess.Popen[bytes], log: Path
                 pass
             await asyncio.sleep(0.2)
     raise AssertionError(f"auth never became SERVING: {log.read_text()}")
+
+
+async def test_the_launcher_with_pg_ssl_hands_out_verify_full(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run`'s own path: PG_SSL=on with PG_BIN_DIR makes the certificates in DATA_DIR/tls and starts the
+    server with them; the URL it yields verifies against that CA and the connection is encrypted."""
+    assert SYSTEM is not None
+    for name, value in {"DATA_DIR": str(tmp_path), "PG_PORT": str(free_port()), "PG_SSL": "on",
+                        "PG_BIN_DIR": str(SYSTEM)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with database(StackSettings()) as dsn:
+        assert f"sslmode=verify-full&sslrootcert={tmp_path.resolve()}/tls/ca.crt" in dsn
+        assert (tmp_path / "tls" / "postgres.key").stat().st_mode & 0o777 == 0o600
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+        finally:
+            await conn.close()
