@@ -17,6 +17,9 @@ from devstack.mailsink import DEFAULT_MAILSINK_PORT
 
 
 class StackSettings(CommonSettings):
+    #: What `fsg bootstrap` (the deployments' migration Job) needs; `fsg run` makes all of it itself.
+    DEPLOY_REQUIRED = ("database_url", "auth_db_password", "billing_db_password", "generation_db_password")
+
     pg_port: int = Field(DEFAULT_PG_PORT, validation_alias="PG_PORT")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
     edge_port: int = Field(DEFAULT_EDGE_PORT, validation_alias="PORT")
