@@ -4,10 +4,13 @@ silently ignored by the process, so only this catches it), and both give it the 
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
+from honcho.environ import parse_procfile
 
+from common.settings import REPO_ROOT
 from tests.deploy.manifests import (
     OVERLAYS,
     PROCESSES,
@@ -103,3 +106,11 @@ def test_the_settings_reading_is_the_library_s_own() -> None:
     assert names["AUTH_ADDR"].field == "auth_addr" and not names["AUTH_ADDR"].secret
     assert "SMTP_URL" in names and "BILLING_SMTP_URL" in names["SMTP_URL"].also  # populate_by_name reads both
     assert required(billing) >= {"BILLING_HOST", "DATABASE_URL", "FSG_SERVICE_TOKEN", "STRIPE_SECRET_KEY", "SMTP_URL"}
+
+
+def test_the_deployments_run_what_make_run_runs() -> None:
+    """Each process of the Procfile (what `make run` starts) is started by the same command in the deployments."""
+    procfile = parse_procfile((REPO_ROOT / "Procfile").read_text()).processes
+    by_name = {name: command for command, (name, _) in PROCESSES.items()}
+    for name, command in procfile.items():
+        assert tuple(shlex.split(command)) == by_name[name], f"Procfile runs {name} as {command}"
