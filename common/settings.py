@@ -6,7 +6,7 @@ Shared names (DATABASE_URL, DATA_DIR, LOG_LEVEL) are read without a prefix, as t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +24,11 @@ DEFAULT_LOCALSTRIPE_PORT = 8420
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    #: The fields a deployment (deploy/k8s, docker-compose.yml) must set for this process: their defaults fit
+    #: only `make run` on one machine (loopback addresses, a launcher that hands out the secrets).
+    #: tests/deploy/ holds every manifest to it, and to the names the class reads.
+    DEPLOY_REQUIRED: ClassVar[tuple[str, ...]] = ()
 
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
     data_dir: Path = Field(Path(".data"), validation_alias="DATA_DIR")

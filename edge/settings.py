@@ -18,6 +18,7 @@ from common.settings import (
 
 class EdgeSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="EDGE_", extra="ignore", populate_by_name=True)
+    DEPLOY_REQUIRED = ("host", "service_token", "auth_addr", "billing_addr", "generation_addr")
 
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_EDGE_PORT, validation_alias="PORT")
