@@ -24,7 +24,7 @@ from pathlib import Path
 PREFIX = "fsgmh"
 #: The interface of each host on the shared bridge.
 BRIDGE_PORT = "eth0"
-_OURS = re.compile(rf"^{PREFIX}(\d+)-")
+_OURS = re.compile(rf"^{PREFIX}(\d+)\D")  # the pid, then the rest of the name
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
