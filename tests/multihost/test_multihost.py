@@ -33,7 +33,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -73,8 +73,9 @@ HOLD_SETTINGS = {
 class MultiHost:
     topology: Topology
     folder: Path
-    env: dict[str, str]
-    secrets: dict[str, Any]
+    env: dict[str, str] = field(repr=False)
+    #: The owner's and the services' database URLs and the admin key: never in a failure's message.
+    secrets: dict[str, Any] = field(repr=False)
 
     def addr(self, host: str) -> str:
         return self.topology.hosts[host].addr

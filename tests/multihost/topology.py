@@ -107,7 +107,7 @@ class Topology:
     run_id: str = field(default_factory=lambda: str(os.getpid()))
     hosts: dict[str, Host] = field(default_factory=dict)
     made: list[str] = field(default_factory=list)
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     def _netns(self, name: str) -> str:
         netns = f"{PREFIX}{self.run_id}-{name}"
