@@ -45,7 +45,12 @@ def unavailable() -> str | None:
     made = ip("netns", "add", probe, check=False)
     if made.returncode != 0:
         return f"cannot create a network namespace here: {made.stderr.strip()}"
-    ip("netns", "delete", probe, check=False)
+    try:
+        entered = ip("netns", "exec", probe, "ip", "link", "set", "lo", "up", check=False)
+    finally:
+        ip("netns", "delete", probe, check=False)
+    if entered.returncode != 0:
+        return f"cannot run a process in a network namespace here: {entered.stderr.strip()}"
     return None
 
 
