@@ -273,8 +273,8 @@ def _check_money(results: dict[str, Any], db: dict[str, Any]) -> dict[str, Any]:
 def _check_the_cut_bit(calls: list[dict[str, Any]], holds: list[dict[str, Any]], cut_at: float,
                        restored_at: float) -> dict[str, Any]:
     """Edge1 saw failed attempts during the cut; and it placed and posted holds during it, which (its cable to
-    b1 being down) only b2 can have done. Holds count from half a second after the cut, so a request that
-    reached b1 just before it cannot count."""
+    b1 being down) only b2 can have done. Holds count from one billing deadline (EDGE_RPC_TIMEOUT_SECONDS)
+    after the cut: a request that reached b1 just before it is past its deadline by then."""
     def during(a: dict[str, Any]) -> bool:
         return a["began"] < restored_at and a["ended"] > cut_at
 
@@ -284,7 +284,7 @@ def _check_the_cut_bit(calls: list[dict[str, Any]], holds: list[dict[str, Any]],
               for name, tried in attempts.items()}
     edge1_keys = {(c["user_id"], c["key"]) for c in calls if c["edge"] == "edge1"}
     edge1_holds = [h for h in holds if (h["user_id"], h["idempotency_key"]) in edge1_keys]
-    cut = (cut_at + 0.5, restored_at)
+    cut = (cut_at + float(HOLD_SETTINGS["EDGE_RPC_TIMEOUT_SECONDS"]), restored_at)
     reserved = [h for h in edge1_holds if cut[0] < h["reserved_at"] < cut[1]]
     posted = [h for h in edge1_holds if h["outcome"] == "posted" and cut[0] < h["resolved_at"] < cut[1]]
     assert failed["edge1"] > 0, attempts["edge1"]
