@@ -20,8 +20,9 @@ else (clients to edges, edges to auth and generation, services to PostgreSQL) cr
 The verdict comes from the database and from the load generator's own record of what each client saw,
 never from the services' view: every account's initial grant minus its usage_logs charges is its balance;
 each call a client saw succeed was charged once, what it was told; a call it saw fail was not charged;
-every hold is resolved; `fsg-billing reconcile` is clean. And the cut must have bitten: e1's clients saw
-failures during it, and holds of e1's calls were placed and posted during it, which only b2 could have done.
+every hold is resolved; `fsg-billing reconcile` is clean. And the cut must have bitten, by the kernel's
+byte counters and the clients' records: e1's cable to b1 carried nothing during it, e1 went on talking to
+b2 over its other cable, and e1's clients saw failures.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ CALL_DEADLINE = 60.0  # a client gives up on a call after this long (holds live 
 WARM_CALLS = 20  # successful calls per edge before the cut
 CUT_SECONDS = 10.0  # how long e1 → b1 stays cut (the fault's length, not a measurement)
 AFTER_CALLS = 20  # successful calls e1 starts after the link is back, before the load stops
+#: What e1's cable to b2 must carry each way during the cut to count as e1 still talking to b2: less than
+#: one billing call and its answer with their TCP packets (a request alone is several hundred bytes), more
+#: than a stray ARP exchange (under 128). A channel that never connected to b2 carries 0.
+MIN_CABLE_BYTES = 256
 #: A hold lives EDGE_GENERATION_TIMEOUT_SECONDS + EDGE_SETTLE_RETRY_SECONDS + EDGE_HOLD_MARGIN_SECONDS
 #: (17 s): one the edge could not settle expires quickly. Billing calls give up after 2 s (a call stuck on
 #: the cut link), and Commit/Release are retried for 5 s (on the other replica, once round-robin moves on).
@@ -204,9 +209,12 @@ def test_a_cut_link_under_load_loses_and_doubles_nothing(mh: MultiHost) -> None:
     cut_at = time.time()
     mh.topology.cut("e1", "b1")
     assert not mh.topology.link_is_up("e1", "b1") and mh.topology.link_is_up("e1", "b2")
+    before = {b: mh.topology.traffic("e1", b) for b in BILLINGS}
     time.sleep(CUT_SECONDS)
+    after = {b: mh.topology.traffic("e1", b) for b in BILLINGS}
     mh.topology.restore("e1", "b1")
     restored_at = time.time()
+    cables = {b: (after[b][0] - before[b][0], after[b][1] - before[b][1]) for b in BILLINGS}
     assert mh.topology.link_is_up("e1", "b1")
     _poll("edge1 serving after the link is back", lambda: _succeeded(load, "edge1", restored_at) >= AFTER_CALLS, 120)
 
@@ -222,7 +230,7 @@ def test_a_cut_link_under_load_loses_and_doubles_nothing(mh: MultiHost) -> None:
     mh.on("db", ["tests.multihost.hostside", "books", str(books)])
     db = json.loads(books.read_text())
     summary = _check_money(results, db)
-    summary.update(_check_the_cut_bit(calls, db["holds"], cut_at, restored_at))
+    summary.update(_check_the_cut_bit(calls, db["holds"], cut_at, restored_at, cables))
     reconcile = mh.on("db", ["services.billing.cli", "reconcile", "--no-stripe"])
     assert "every balance matches the ledger" in reconcile, reconcile
     (mh.folder / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -271,10 +279,14 @@ def _check_money(results: dict[str, Any], db: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_the_cut_bit(calls: list[dict[str, Any]], holds: list[dict[str, Any]], cut_at: float,
-                       restored_at: float) -> dict[str, Any]:
-    """Edge1 saw failed attempts during the cut; and it placed and posted holds during it, which (its cable to
-    b1 being down) only b2 can have done. Holds count from one billing deadline (EDGE_RPC_TIMEOUT_SECONDS)
-    after the cut: a request that reached b1 just before it is past its deadline by then."""
+                       restored_at: float, cables: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """The cut bit, seen from outside the services: e1's cable to b1 carried nothing while it was down, e1 kept
+    talking to b2 over its other cable (the kernel's byte counters, both ways), and e1's clients saw failed
+    attempts during the cut.
+
+    Also counted, not asserted: holds of e1's calls that b2 placed and posted during the cut (from one
+    billing deadline after it, so a request that reached b1 just before it does not count). Most runs have
+    several; some have none, when every Reserve batch of e1 lands on b1 (README, "Multi-host test")."""
     def during(a: dict[str, Any]) -> bool:
         return a["began"] < restored_at and a["ended"] > cut_at
 
@@ -282,18 +294,17 @@ def _check_the_cut_bit(calls: list[dict[str, Any]], holds: list[dict[str, Any]],
                 for name in EDGES.values()}
     failed = {name: sum(1 for a in tried if a["status"] is None or a["status"] >= 500)
               for name, tried in attempts.items()}
+    assert cables["b1"] == (0, 0), cables
+    assert min(cables["b2"]) >= MIN_CABLE_BYTES, cables
+    assert failed["edge1"] > 0, attempts["edge1"]
     edge1_keys = {(c["user_id"], c["key"]) for c in calls if c["edge"] == "edge1"}
     edge1_holds = [h for h in holds if (h["user_id"], h["idempotency_key"]) in edge1_keys]
     cut = (cut_at + float(HOLD_SETTINGS["EDGE_RPC_TIMEOUT_SECONDS"]), restored_at)
     reserved = [h for h in edge1_holds if cut[0] < h["reserved_at"] < cut[1]]
     posted = [h for h in edge1_holds if h["outcome"] == "posted" and cut[0] < h["resolved_at"] < cut[1]]
-    assert failed["edge1"] > 0, attempts["edge1"]
-    assert reserved and posted, "edge1 placed or posted no hold during the cut"
-    inside = [c for c in calls if c["edge"] == "edge1" and c["status"] == 200
-              and c["started"] > cut_at and c["ended"] < restored_at]
     return {"cut_seconds": round(restored_at - cut_at, 2),
+            "e1_cable_bytes_received_sent_during_cut": cables,
             "attempts_during_cut": {k: len(v) for k, v in attempts.items()},
             "failed_attempts_during_cut": failed,
             "edge1_holds_reserved_by_b2_during_cut": len(reserved), "edge1_holds_posted_by_b2_during_cut": len(posted),
-            "edge1_calls_wholly_inside_the_cut": len(inside),
             "retried_calls": dict(Counter(c["edge"] for c in calls if len(c["attempts"]) > 1))}

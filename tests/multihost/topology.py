@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -118,6 +119,10 @@ class Topology:
         netns = f"{PREFIX}{self.run_id}-{name}"
         ip("netns", "add", netns)
         self.made.append(netns)
+        # IPv4 only: no IPv6 link-local chatter (router solicitations, MLD) on the cables, so their byte
+        # counters count the hosts' own traffic.
+        ip("netns", "exec", netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+           "net.ipv6.conf.default.disable_ipv6=1")
         ip("-n", netns, "link", "set", "lo", "up")
         return netns
 
@@ -162,6 +167,12 @@ class Topology:
     def link_is_up(self, host: str, towards: str) -> bool:
         shown = ip("-n", self.hosts[host].netns, "-o", "link", "show", f"to-{towards}").stdout
         return ",UP" in shown or "<UP" in shown
+
+    def traffic(self, host: str, towards: str) -> tuple[int, int]:
+        """Bytes (received, sent) so far on `host`'s cable to `towards`, by the kernel's own counters."""
+        shown = json.loads(ip("-n", self.hosts[host].netns, "-s", "-j", "link", "show", "dev", f"to-{towards}").stdout)
+        stats = shown[0]["stats64"]
+        return int(stats["rx"]["bytes"]), int(stats["tx"]["bytes"])
 
     def start(self, host: str, argv: Sequence[str], env: dict[str, str], log: Path,
               cwd: Path) -> subprocess.Popen[bytes]:
