@@ -7,11 +7,20 @@ import ipaddress
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.multihost.topology import PREFIX, Topology, namespaces, remove_leftovers, remove_namespace, unavailable
+from tests.multihost.topology import (
+    PREFIX,
+    Topology,
+    ip,
+    namespaces,
+    remove_leftovers,
+    remove_namespace,
+    unavailable,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,7 +50,16 @@ def sleeper_ns() -> Iterator[list[str]]:
 
 
 def _sleep_in(netns: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", "import time; time.sleep(300)"])
+    """A process inside `netns`, returned once it is in there (`ip netns pids` lists it): before that, a
+    namespace removed under it would not find it."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", "import time; time.sleep(300)"])
+    deadline = time.monotonic() + 10
+    while str(proc.pid) not in ip("netns", "pids", netns).stdout.split():
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{proc.pid} never showed up in {netns}")
+        time.sleep(0.05)
+    return proc
 
 
 def test_a_dead_runs_namespaces_are_removed_a_live_ones_kept(dead_pid: int, sleeper_ns: list[str]) -> None:
