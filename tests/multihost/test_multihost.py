@@ -57,7 +57,7 @@ CONCURRENCY = 16  # 8 calls in flight per edge
 CALL_DEADLINE = 60.0  # a client gives up on a call after this long (holds live 17 s; see HOLD_SETTINGS)
 WARM_CALLS = 20  # successful calls per edge before the cut
 CUT_SECONDS = 10.0  # how long e1 → b1 stays cut (the fault's length, not a measurement)
-AFTER_CALLS = 20  # successful calls e1 starts after the link is back, before the load stops
+AFTER_CALLS = 20  # successful calls e1 finishes after the link is back, before the load stops
 #: What e1's cable to b2 must carry each way during the cut to count as e1 still talking to b2: less than
 #: one billing call and its answer with their TCP packets (a request alone is several hundred bytes), more
 #: than a stray ARP exchange (under 128). A channel that never connected to b2 carries 0.
