@@ -17,6 +17,7 @@ PostgreSQL daemonizes, so the caller must call `stop()` on exit; `EmbeddedPostgr
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import logging
 import os
@@ -81,13 +82,16 @@ class EmbeddedPostgres:
     """Initialise (once), start and stop a PostgreSQL cluster under `data_dir/postgres`."""
 
     def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1", tls_dir: Path | None = None,
-                 binaries: Path | None = None) -> None:
+                 binaries: Path | None = None, clients: str | None = None) -> None:
+        """`host` is the one address the server listens on; `clients`, a network such as "10.0.0.0/24" whose
+        hosts may also log in with a password (initdb's pg_hba.conf admits only loopback)."""
         self.bin = binaries or bin_dir()
         self.data_dir = data_dir.resolve()
         self.pgdata = self.data_dir / "postgres"
         self.port = port
         self.host = host
         self.tls_dir = tls_dir.resolve() if tls_dir is not None else None
+        self.clients = clients
         self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -109,6 +113,8 @@ class EmbeddedPostgres:
         options = f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories=''"
         if self.tls_dir is not None:
             options += " " + self._install_tls(self.tls_dir)
+        if self.clients is not None:
+            self._admit(self.clients)
         if self.is_running() and self._running_tls() != (self.tls_dir is not None):
             log.info("embedded PostgreSQL is running %s TLS; restarting it %s", *(
                 ("with", "without") if self.tls_dir is None else ("without", "with")))
@@ -227,6 +233,14 @@ class EmbeddedPostgres:
         finally:
             os.unlink(pwfile.name)
         log.info("initialised embedded PostgreSQL in %s", self.pgdata)
+
+    def _admit(self, network: str) -> None:
+        """Let `network`'s hosts log in with a password (read at start; added once)."""
+        hba = self.pgdata / "pg_hba.conf"
+        line = f"host all all {ipaddress.ip_network(network)} scram-sha-256"
+        if line not in hba.read_text().splitlines():
+            with hba.open("a") as conf:
+                conf.write(f"{line}\n")
 
     def _ensure_database(self) -> None:
         psql_env = {"PGPASSWORD": self.password}
