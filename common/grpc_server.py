@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.errors import DomainErrorInterceptor
+from common.grpc_target import SERVER_KEEPALIVE_OPTIONS
 from common.service_auth import ServiceTokenInterceptor, ServiceTokens
 from common.tls import GrpcTls
 
@@ -55,6 +56,7 @@ def create_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *SERVER_KEEPALIVE_OPTIONS,  # our channels ping every few seconds (common/grpc_target.py)
         ],
     )
     register(server)

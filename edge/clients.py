@@ -19,7 +19,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common.grpc_server import MAX_MESSAGE_BYTES
-from common.grpc_target import balancing_options
 from common.service_auth import authenticated_channel, load_tokens
 from common.tls import load_tls
 from edge.batching import BatchedUnary
@@ -34,7 +33,6 @@ FIRST_RETRY_DELAY_SECONDS = 0.1
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
     ("grpc.enable_retries", 1),
 ]
 
@@ -61,7 +59,7 @@ class ServiceClients:
             ("generation", settings.generation_addr),
         ):
             # An address that names several replicas spreads the calls over them (common/grpc_target.py).
-            channel = authenticated_channel(addr, tokens, [*_CHANNEL_OPTIONS, *balancing_options(addr)], tls=tls)
+            channel = authenticated_channel(addr, tokens, _CHANNEL_OPTIONS, tls=tls)
             self.services[name] = Service(name, channel, health_pb2_grpc.HealthStub(channel))
         self.auth = auth_pb2_grpc.AuthStub(self.services["auth"].channel)
         self.billing = billing_pb2_grpc.BillingStub(self.services["billing"].channel)

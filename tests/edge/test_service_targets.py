@@ -79,9 +79,11 @@ async def test_one_address_gets_every_call(replicas: tuple[list[int], Counter[st
     assert seen == Counter({"two": CALLS}), seen
 
 
-def test_only_a_list_of_addresses_changes_the_policy() -> None:
-    assert names_several("ipv4:10.0.0.3:50062,10.0.0.4:50062")
-    assert balancing_options("ipv4:10.0.0.3:50062,10.0.0.4:50062") == [("grpc.lb_policy_name", "round_robin")]
-    for single in ("127.0.0.1:50062", "billing:50062", "dns:///billing.internal:50062", "ipv4:10.0.0.3:50062"):
+def test_only_a_list_of_addresses_or_a_dns_name_changes_the_policy() -> None:
+    # A dns: target may resolve to several addresses (a Kubernetes headless Service: one per pod).
+    for several in ("ipv4:10.0.0.3:50062,10.0.0.4:50062", "dns:///billing.fsg.svc.cluster.local:50062"):
+        assert names_several(several)
+        assert balancing_options(several) == [("grpc.lb_policy_name", "round_robin")]
+    for single in ("127.0.0.1:50062", "billing:50062", "ipv4:10.0.0.3:50062"):
         assert not names_several(single)
         assert balancing_options(single) == []

@@ -21,8 +21,9 @@ The verdict comes from the database and from the load generator's own record of 
 never from the services' view: every account's initial grant minus its usage_logs charges is its balance;
 each call a client saw succeed was charged once, what it was told; a call it saw fail was not charged;
 every hold is resolved; `fsg-billing reconcile` is clean. And the cut must have bitten, by the kernel's
-byte counters and the clients' records: e1's cable to b1 carried nothing during it, e1 went on talking to
-b2 over its other cable, and e1's clients saw failures.
+byte counters and the clients' records: e1's cable to b1 was carrying e1's calls up to the cut and nothing
+during it, e1 went on talking to b2 over its other cable, and e1 went on serving (at least a quarter as many
+calls answered during the cut as e2).
 """
 
 from __future__ import annotations
@@ -210,6 +211,8 @@ def test_a_cut_link_under_load_loses_and_doubles_nothing(mh: MultiHost) -> None:
     mh.topology.cut("e1", "b1")
     assert not mh.topology.link_is_up("e1", "b1") and mh.topology.link_is_up("e1", "b2")
     before = {b: mh.topology.traffic("e1", b) for b in BILLINGS}
+    # e1 was talking to b1 up to the cut (its cable's counters since it was made), so the cut severs a live path.
+    assert min(before["b1"]) >= MIN_CABLE_BYTES, before
     time.sleep(CUT_SECONDS)
     after = {b: mh.topology.traffic("e1", b) for b in BILLINGS}
     mh.topology.restore("e1", "b1")
@@ -281,12 +284,13 @@ def _check_money(results: dict[str, Any], db: dict[str, Any]) -> dict[str, Any]:
 def _check_the_cut_bit(calls: list[dict[str, Any]], holds: list[dict[str, Any]], cut_at: float,
                        restored_at: float, cables: dict[str, tuple[int, int]]) -> dict[str, Any]:
     """The cut bit, seen from outside the services: e1's cable to b1 carried nothing while it was down, e1 kept
-    talking to b2 over its other cable (the kernel's byte counters, both ways), and e1's clients saw failed
-    attempts during the cut.
+    talking to b2 over its other cable (the kernel's byte counters, both ways), and e1 went on serving: at
+    least a quarter as many of its calls answered 200 during the cut as e2's, which only holds if the edge
+    notices the dead connection within seconds (keepalive pings, common/grpc_target.py).
 
-    Also counted, not asserted: holds of e1's calls that b2 placed and posted during the cut (from one
-    billing deadline after it, so a request that reached b1 just before it does not count). Most runs have
-    several; some have none, when every Reserve batch of e1 lands on b1 (README, "Multi-host test")."""
+    Counted, not asserted: failed attempts, the slowest attempt, and the holds of e1's calls that b2 placed
+    and posted during the cut (from one billing deadline after it, so a request that reached b1 just before
+    it does not count)."""
     def during(a: dict[str, Any]) -> bool:
         return a["began"] < restored_at and a["ended"] > cut_at
 
@@ -296,7 +300,12 @@ def _check_the_cut_bit(calls: list[dict[str, Any]], holds: list[dict[str, Any]],
               for name, tried in attempts.items()}
     assert cables["b1"] == (0, 0), cables
     assert min(cables["b2"]) >= MIN_CABLE_BYTES, cables
-    assert failed["edge1"] > 0, attempts["edge1"]
+    served = {name: [a for a in tried if a["status"] == 200 and cut_at < a["ended"] < restored_at]
+              for name, tried in attempts.items()}
+    # e1 kept serving through b2 while its link to b1 was down: the edge noticed the dead connection within
+    # seconds (keepalive pings) and round-robin stopped giving it turns. Without the pings e1 answered 9 calls
+    # to e2's 2,667 in one run; with them 931–1,199 to 1,548–1,794. A quarter of e2's is the bar.
+    assert len(served["edge1"]) * 4 >= len(served["edge2"]), (len(served["edge1"]), len(served["edge2"]))
     edge1_keys = {(c["user_id"], c["key"]) for c in calls if c["edge"] == "edge1"}
     edge1_holds = [h for h in holds if (h["user_id"], h["idempotency_key"]) in edge1_keys]
     cut = (cut_at + float(HOLD_SETTINGS["EDGE_RPC_TIMEOUT_SECONDS"]), restored_at)
@@ -305,6 +314,8 @@ def _check_the_cut_bit(calls: list[dict[str, Any]], holds: list[dict[str, Any]],
     return {"cut_seconds": round(restored_at - cut_at, 2),
             "e1_cable_bytes_received_sent_during_cut": cables,
             "attempts_during_cut": {k: len(v) for k, v in attempts.items()},
-            "failed_attempts_during_cut": failed,
+            "failed_attempts_during_cut": failed, "answered_200_during_cut": {k: len(v) for k, v in served.items()},
+            "slowest_attempt_during_cut_seconds": {k: round(max((a["ended"] - a["began"] for a in v), default=0), 2)
+                                                   for k, v in attempts.items()},
             "edge1_holds_reserved_by_b2_during_cut": len(reserved), "edge1_holds_posted_by_b2_during_cut": len(posted),
             "retried_calls": dict(Counter(c["edge"] for c in calls if len(c["attempts"]) > 1))}
