@@ -12,6 +12,7 @@ from honcho.environ import parse_procfile
 
 from common.settings import REPO_ROOT
 from tests.deploy.manifests import (
+    COMPOSE_TOOLS,
     OVERLAYS,
     PROCESSES,
     compose,
@@ -32,7 +33,7 @@ def _compose_processes() -> dict[str, set[str]]:
     """Process name → the variable names docker-compose.yml gives it."""
     out: dict[str, set[str]] = {}
     for name, service in compose()["services"].items():
-        if str(service.get("image", "")).startswith(FOREIGN_IMAGES):
+        if str(service.get("image", "")).startswith(FOREIGN_IMAGES) or name in COMPOSE_TOOLS:
             continue
         process, _ = process_of(service["command"])
         assert process not in out, f"two compose services run {process}"
@@ -89,7 +90,7 @@ def test_compose_and_kubernetes_give_each_process_the_same_names(
 
 def test_compose_takes_every_secret_from_the_environment_never_a_literal() -> None:
     for name, service in compose()["services"].items():
-        if str(service.get("image", "")).startswith(FOREIGN_IMAGES):
+        if str(service.get("image", "")).startswith(FOREIGN_IMAGES) or name in COMPOSE_TOOLS:
             continue
         _, cls = process_of(service["command"])
         settings = settings_of(cls)
