@@ -74,6 +74,12 @@ def required(cls: type[CommonSettings]) -> frozenset[str]:
     return frozenset(by_field[f] for f in fields)
 
 
+#: The processes that speak gRPC, each with its own TLS identity (common/tls.py): their deployments must turn
+#: mutual TLS on. The bootstrap talks only to the database.
+GRPC_PROCESSES = ("auth", "billing", "generation", "edge")
+#: The ways to turn it on: a directory laid out by `fsg certs`, or the three files one by one.
+TLS_SETTINGS = (frozenset({"FSG_TLS_DIR"}), frozenset({"FSG_TLS_CA", "FSG_TLS_CERT", "FSG_TLS_KEY"}))
+
 #: Compose services that are one-shot tools, not processes of ours with a settings class: `certs` runs
 #: `fsg certs` and hands each process its identity (tests/deploy/test_tls.py checks it).
 COMPOSE_TOOLS = ("certs",)

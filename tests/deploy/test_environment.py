@@ -1,6 +1,7 @@
 """Every process gets, in docker-compose.yml and in every Kubernetes overlay, each setting it needs in production
-(its settings class's DEPLOY_REQUIRED) and nothing its settings class does not read (a misspelt name is
-silently ignored by the process, so only this catches it), and both give it the same names."""
+(its settings class's DEPLOY_REQUIRED, and for a gRPC process its TLS identity) and nothing its settings class
+does not read (a misspelt name is silently ignored by the process, so only this catches it), and both give it
+the same names."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from honcho.environ import parse_procfile
 from common.settings import REPO_ROOT
 from tests.deploy.manifests import (
     COMPOSE_TOOLS,
+    GRPC_PROCESSES,
     OVERLAYS,
     PROCESSES,
+    TLS_SETTINGS,
     compose,
     compose_env,
     container_env,
@@ -63,6 +66,9 @@ def _check(where: str, declared: dict[str, set[str]]) -> list[str]:
             problems.append(f"{where}: {process} ({' '.join(command)}) needs {name} and is not given it")
         for name in sorted(names - reads(cls)):
             problems.append(f"{where}: {process} is given {name}, which {cls.__name__} does not read")
+        if process in GRPC_PROCESSES and not any(way <= names for way in TLS_SETTINGS):
+            problems.append(f"{where}: {process} speaks gRPC and is given no TLS identity "
+                            f"({' or '.join('+'.join(sorted(way)) for way in TLS_SETTINGS)})")
     return problems
 
 
