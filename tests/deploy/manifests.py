@@ -74,6 +74,17 @@ def required(cls: type[CommonSettings]) -> frozenset[str]:
     return frozenset(by_field[f] for f in fields)
 
 
+#: The processes that speak gRPC, each with its own TLS identity (common/tls.py): their deployments must turn
+#: mutual TLS on. The bootstrap talks only to the database.
+GRPC_PROCESSES = ("auth", "billing", "generation", "edge")
+#: The ways to turn it on: a directory laid out by `fsg certs`, or the three files one by one.
+TLS_SETTINGS = (frozenset({"FSG_TLS_DIR"}), frozenset({"FSG_TLS_CA", "FSG_TLS_CERT", "FSG_TLS_KEY"}))
+
+#: Compose services that are one-shot tools, not processes of ours with a settings class: `certs` runs
+#: `fsg certs` and hands each process its identity (tests/deploy/test_tls.py checks it).
+COMPOSE_TOOLS = ("certs",)
+
+
 def process_of(command: list[str]) -> tuple[str, type[CommonSettings]]:
     key = tuple(command)
     assert key in PROCESSES, f"a deployment runs {command}, which tests/deploy/manifests.py PROCESSES does not know"
@@ -88,11 +99,26 @@ def kubectl() -> str:
     return path
 
 
+#: Where each overlay's secretGenerator reads the certificates: `fsg certs --dir overlays/<name>/secrets/tls`.
+TLS_SECRETS_DIR = Path("secrets") / "tls"
+
+
+def fsg_certs(directory: Path, *sans: str) -> None:
+    """`fsg certs --dir DIRECTORY [--san …]`, the command an operator runs (deploy/README.md), as a process."""
+    command = [str(Path(sys.executable).parent / "fsg"), "certs", "--dir", str(directory)]
+    for san in sans:
+        command += ["--san", san]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+
+
 def fill_secrets(tree: Path) -> None:
-    """Write each overlay's secrets/*.env as an operator would, from secrets.example, with fresh random values
-    (the overlays generate their Secrets from these files; the repository holds none)."""
+    """Write each overlay's secrets as an operator would: secrets/*.env from secrets.example with fresh random
+    values, and the certificates with `fsg certs` (the overlays generate their Secrets from these files; the
+    repository holds none)."""
     for overlay in (tree / "overlays").iterdir():
         kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+        fsg_certs(overlay / TLS_SECRETS_DIR)
         for generator in kustomization.get("secretGenerator", []):
             for env_file in generator.get("envs", []):
                 example = tree / "secrets.example" / Path(env_file).name

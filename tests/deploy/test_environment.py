@@ -1,6 +1,7 @@
 """Every process gets, in docker-compose.yml and in every Kubernetes overlay, each setting it needs in production
-(its settings class's DEPLOY_REQUIRED) and nothing its settings class does not read (a misspelt name is
-silently ignored by the process, so only this catches it), and both give it the same names."""
+(its settings class's DEPLOY_REQUIRED, and for a gRPC process its TLS identity) and nothing its settings class
+does not read (a misspelt name is silently ignored by the process, so only this catches it), and both give it
+the same names."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from honcho.environ import parse_procfile
 
 from common.settings import REPO_ROOT
 from tests.deploy.manifests import (
+    COMPOSE_TOOLS,
+    GRPC_PROCESSES,
     OVERLAYS,
     PROCESSES,
+    TLS_SETTINGS,
     compose,
     compose_env,
     container_env,
@@ -32,7 +36,7 @@ def _compose_processes() -> dict[str, set[str]]:
     """Process name → the variable names docker-compose.yml gives it."""
     out: dict[str, set[str]] = {}
     for name, service in compose()["services"].items():
-        if str(service.get("image", "")).startswith(FOREIGN_IMAGES):
+        if str(service.get("image", "")).startswith(FOREIGN_IMAGES) or name in COMPOSE_TOOLS:
             continue
         process, _ = process_of(service["command"])
         assert process not in out, f"two compose services run {process}"
@@ -62,6 +66,9 @@ def _check(where: str, declared: dict[str, set[str]]) -> list[str]:
             problems.append(f"{where}: {process} ({' '.join(command)}) needs {name} and is not given it")
         for name in sorted(names - reads(cls)):
             problems.append(f"{where}: {process} is given {name}, which {cls.__name__} does not read")
+        if process in GRPC_PROCESSES and not any(way <= names for way in TLS_SETTINGS):
+            problems.append(f"{where}: {process} speaks gRPC and is given no TLS identity "
+                            f"({' or '.join('+'.join(sorted(way)) for way in TLS_SETTINGS)})")
     return problems
 
 
@@ -89,7 +96,7 @@ def test_compose_and_kubernetes_give_each_process_the_same_names(
 
 def test_compose_takes_every_secret_from_the_environment_never_a_literal() -> None:
     for name, service in compose()["services"].items():
-        if str(service.get("image", "")).startswith(FOREIGN_IMAGES):
+        if str(service.get("image", "")).startswith(FOREIGN_IMAGES) or name in COMPOSE_TOOLS:
             continue
         _, cls = process_of(service["command"])
         settings = settings_of(cls)

@@ -74,8 +74,11 @@ def test_each_service_runs_two_replicas_with_probes_and_resources(rendered: dict
             assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
             assert ports == {"http": int(container_env(container)["PORT"]["value"])}
         else:
-            # Ready: gRPC health SERVING (only while the database answers). Alive: the port accepts.
-            assert container["readinessProbe"]["grpc"] == {"port": ports["grpc"]}
+            # Ready: gRPC health SERVING (only while the database answers), asked over mutual TLS with the pod's
+            # own certificate, since the kubelet's gRPC probe cannot present one. Alive: the port accepts.
+            assert container["readinessProbe"]["exec"]["command"] == [
+                "python", "-m", "devstack.healthcheck", f"127.0.0.1:{ports['grpc']}", name]
+            assert container["readinessProbe"]["timeoutSeconds"] >= 3, "the probe starts Python: give it time"
             assert container["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
             _, cls = process_of(container["command"])
             default_port = cls.model_fields["port"].default
@@ -158,3 +161,25 @@ def test_prod_reaches_an_external_database_by_address(rendered: dict[str, Object
     blocks = {peer["ipBlock"]["cidr"] for p in _by_kind(objects, "NetworkPolicy").values()
               for rule in p["spec"].get("egress", []) for peer in rule.get("to", []) if "ipBlock" in peer}
     assert any(ipaddress.ip_network(b).is_private for b in blocks), blocks
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_services_are_headless_and_dialled_by_dns_targets(rendered: dict[str, Objects], overlay: str) -> None:
+    """Per-call balancing: a headless Service's DNS name resolves to every ready pod, and a `dns:///` target
+    lets the client's round_robin policy use them all (a ClusterIP would pin each connection to one pod)."""
+    objects = rendered[overlay]
+    services = _by_kind(objects, "Service")
+    for name in SERVICES:
+        assert services[name]["spec"].get("clusterIP") == "None", f"{overlay}: Service {name} is not headless"
+    dialled = set()
+    for obj, template in workloads(objects):
+        for container in template["spec"]["containers"]:
+            for env, item in container_env(container).items():
+                if env.endswith("_ADDR"):
+                    target = item["value"]
+                    assert target.startswith("dns:///"), f"{obj['metadata']['name']}: {env}={target} is no dns: target"
+                    host, _, port = target.removeprefix("dns:///").rpartition(":")
+                    assert host.split(".")[0] in services and int(port) in {
+                        p["port"] for p in services[host.split(".")[0]]["spec"]["ports"]}, target
+                    dialled.add(host.split(".")[0])
+    assert dialled == set(SERVICES), dialled
