@@ -32,4 +32,6 @@ def install_web(app: FastAPI) -> None:
     async def api_error(request: Request, exc: ApiError) -> Response:
         if not wants_html(request):
             return error_response(exc)
-        return render(request, "error.html", None, status=exc.status, problem=problem(exc))
+        # A signed-in visitor's error page keeps the navigation (and its sign-out form).
+        who = getattr(request.state, "web_caller", None)
+        return render(request, "error.html", who, status=exc.status, problem=problem(exc))

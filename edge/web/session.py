@@ -68,7 +68,8 @@ async def web_caller(request: Request, clients: Clients) -> WebCaller:
         raise SignInRequired()
     caller = Caller(id=reply.user.id, username=reply.user.username, is_admin=reply.user.is_admin)
     request.state.caller = caller  # the access log's user id
-    return WebCaller(caller, csrf_for(token))
+    request.state.web_caller = who = WebCaller(caller, csrf_for(token))
+    return who
 
 
 async def checked_caller(request: Request, who: Annotated[WebCaller, Depends(web_caller)]) -> WebCaller:

@@ -3,7 +3,7 @@ Playwright's own browser download cannot work here) against the session's real s
 
 Without /usr/bin/chromium the tests skip with that reason on a developer machine; CI (.ci/run installs
 chromium and sets FSG_REQUIRE_BROWSER=1) fails instead of skipping. Every page a test visits is
-screenshotted into test-results/screenshots/ (FSG_SCREENSHOTS_DIR to put them elsewhere, e.g. docs/screenshots
+screenshotted into test-artifacts/screenshots/ (FSG_SCREENSHOTS_DIR to put them elsewhere, e.g. docs/screenshots
 to refresh the README's set)."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def base_url(stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def shots() -> Path:
-    where = Path(os.environ.get("FSG_SCREENSHOTS_DIR") or REPO_ROOT / "test-results" / "screenshots")
+    where = Path(os.environ.get("FSG_SCREENSHOTS_DIR") or REPO_ROOT / "test-artifacts" / "screenshots")
     where.mkdir(parents=True, exist_ok=True)
     return where
 
