@@ -119,7 +119,7 @@ class _Evil(http.server.BaseHTTPRequestHandler):
 
     page = b""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.end_headers()
