@@ -75,7 +75,8 @@ def test_buying_credits_with_the_test_card(page: Page, writer: TestUser, api: ht
     expected = Decimal(500) + Decimal(str(pack["credits"]))
     expect(page.locator("#purchases-balance")).to_have_text(shown(expected), timeout=30_000)
     expect(page.locator("#purchases td.state").first).to_have_text("succeeded")
-    assert Decimal(str(api.get("/api/my-stats", headers=writer.headers).json()["user"]["credits_remaining"])) == expected
+    stats = api.get("/api/my-stats", headers=writer.headers).json()
+    assert Decimal(str(stats["user"]["credits_remaining"])) == expected
     shoot(page, shots, "dashboard-purchase")
 
     page.get_by_label("Test card").fill("4000000000000341")
