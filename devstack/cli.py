@@ -145,6 +145,7 @@ def run() -> None:
                 own.update(billing_stripe)
             manager.add_process(name, command, env={**env, **own}, cwd=str(REPO_ROOT))
         typer.echo(f"edge: http://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
+        typer.echo(f"web app: http://localhost:{settings.edge_port}/app  (sign in with an API key)")
         manager.loop()
     raise typer.Exit(manager.returncode or 0)
 
