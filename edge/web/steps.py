@@ -21,6 +21,8 @@ Kind = Literal["structure", "plot_points", "scenes", "dialogue", "characters"]
 KINDS: tuple[Kind, ...] = ("structure", "plot_points", "scenes", "dialogue", "characters")
 #: The story fields the new-project form asks for, in its order.
 STORY_FIELDS = ("title", "logline", "characters", "genre", "tone")
+#: The longest X-Sim-Fault the API takes (edge/deps.py).
+MAX_FAULT_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +56,13 @@ def step_from_form(form: dict[str, Any], project: str = "") -> Step:
 
 
 async def run(step: Step, clients: ServiceClients, settings: EdgeSettings, caller: Caller, *,
-              idempotency_key: str | None = None, quoting: bool = False) -> Response:
-    """The step's REST route, called as FastAPI would call it."""
-    common: dict[str, Any] = {"clients": clients, "settings": settings, "caller": caller, "fault": None,
+              idempotency_key: str | None = None, quoting: bool = False, fault: str | None = None) -> Response:
+    """The step's REST route, called as FastAPI would call it. `fault` is the page request's X-Sim-Fault
+    header, honoured exactly as the API honours it (tests only: against the simulator or with
+    FSG_FAULT_INJECTION)."""
+    if fault is not None and len(fault) > MAX_FAULT_LENGTH:
+        fault = None
+    common: dict[str, Any] = {"clients": clients, "settings": settings, "caller": caller, "fault": fault,
                               "idem": idempotency_key, "quoting": quoting}
     if step.kind == "structure":
         body = validated(StructureBody, {"storyInput": dict(step.story), "template": step.template})

@@ -62,7 +62,8 @@ async def create_project(request: Request, clients: Clients, settings: Settings,
     step = steps.step_from_form({**form, "kind": "structure"})
     try:
         answer = data(await steps.run(step, clients, settings, who.caller,
-                                      idempotency_key=form.get("idem") or None))
+                                      idempotency_key=form.get("idem") or None,
+                                      fault=request.headers.get("x-sim-fault")))
     except ApiError as exc:
         return await _new_project_page(request, clients, who, status=exc.status, form=form, error=exc)
     return await _project_page(request, clients, who, answer["projectPath"], done=_done(step, answer))
@@ -97,7 +98,8 @@ async def run_step(request: Request, project_path: str, clients: Clients, settin
     form = await _form(request)
     step = steps.step_from_form(form, project_path)
     try:
-        answer = data(await steps.run(step, clients, settings, who.caller, idempotency_key=form.get("idem") or None))
+        answer = data(await steps.run(step, clients, settings, who.caller, idempotency_key=form.get("idem") or None,
+                                      fault=request.headers.get("x-sim-fault")))
     except ApiError as exc:
         return await _project_page(request, clients, who, project_path, status=exc.status, error=exc)
     return await _project_page(request, clients, who, project_path, done=_done(step, answer))

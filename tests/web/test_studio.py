@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 from screenplain.parsers import fountain
 from screenplain.types import Dialog, Slug
 
@@ -144,3 +144,39 @@ def test_another_users_project_is_404(page: Page, writer: TestUser, users: UserF
     refused = page.request.post(f"/app/projects/{path}/delete", form={"csrf_token": csrf})
     assert refused.status == 404
     assert api.get(f"/api/projects/{path}", headers=owner.headers).status_code == 200
+
+
+def test_a_failed_step_says_not_charged(page: Page, context: BrowserContext, writer: TestUser, api: httpx.Client,
+                                        shots: Path) -> None:
+    """Claude fails after its retries (the simulator's fault, sent as the API takes it): a 5xx page that says
+    the writer was not charged, which the ledger confirms."""
+    sign_in(page, writer.api_key)
+    page.goto("/app/projects/new")
+    page.get_by_label("Title").fill("Stormy")
+    page.get_by_label("Logline").fill("Claude is overloaded today")
+    context.set_extra_http_headers({"X-Sim-Fault": "overloaded"})
+    page.get_by_role("button", name="Write the structure").click()
+    problem = page.get_by_role("alert")
+    expect(problem).to_contain_text("You were not charged")
+    expect(problem).to_contain_text("Request id")
+    assert _ledger_balance(api, writer) == Decimal(500)
+    calls = api.get("/api/my-calls", headers=writer.headers).json()["calls"]
+    assert [c["success"] for c in calls] == [False]
+    shoot(page, shots, "not-charged")
+
+
+def test_a_rate_limited_step_says_when_to_retry(page: Page, writer: TestUser, api: httpx.Client,
+                                                admin_headers: dict[str, str]) -> None:
+    limited = api.put(f"/api/admin/users/{writer.username}/limits", headers=admin_headers,
+                      json={"requests_per_minute": 1})
+    assert limited.status_code == 200
+    sign_in(page, writer.api_key)
+    for attempt in range(2):
+        page.goto("/app/projects/new")
+        page.get_by_label("Title").fill(f"Hurry {attempt}")
+        page.get_by_label("Logline").fill("Two in a minute is one too many")
+        page.get_by_role("button", name="Write the structure").click()
+    problem = page.get_by_role("alert")
+    expect(problem).to_contain_text("Rate limit exceeded")
+    expect(problem).to_contain_text(re.compile(r"retry in \d+ seconds"))
+    assert len(api.get("/api/projects", headers=writer.headers).json()["projects"]) == 1
