@@ -29,6 +29,17 @@ def credits(value: Any) -> str:
 templates.env.filters["credits"] = credits
 
 
+#: Scripts, styles and requests from this site only (htmx and Chart.js are vendored; no inline script runs);
+#: forms post here, or to Stripe's hosted checkout when a real Stripe key is set; no site may frame a page.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'; form-action 'self' https://checkout.stripe.com",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 def data(response: Response) -> Any:
     """A REST route's JSON answer as data (credits stay exact Decimals)."""
     return json.loads(bytes(response.body), parse_float=Decimal)
@@ -43,6 +54,7 @@ def render(request: Request, name: str, who: WebCaller | None, status: int = 200
     )
     # Pages show balances and, once, keys: no cache keeps them, and no other site frames them.
     response.headers["Cache-Control"] = "no-store"
+    response.headers.update(SECURITY_HEADERS)
     return response
 
 

@@ -66,15 +66,27 @@ def test_keyboard_only_studio(page: Page, writer: TestUser, api: httpx.Client) -
     assert project["title"] == "Keys Only"
 
 
-def test_every_control_is_labelled(page: Page, stack: Stack) -> None:
+def test_every_control_is_labelled_and_nothing_comes_from_elsewhere(page: Page, stack: Stack) -> None:
+    """Every control has a label; every request a page makes goes to this site (no CDN: the browser would
+    also refuse one, by the pages' Content-Security-Policy); and no page logs an error (a CSP violation is
+    one)."""
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
     sign_in(page, stack.admin_key)
     for path in PAGES:
         page.goto(path)
+        page.wait_for_load_state("networkidle")
+        assert "frame-ancestors 'none'" in page.request.get(path).headers["content-security-policy"]
         unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
             .filter(e => e.type !== 'hidden')
             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.innerText.trim())
             .map(e => e.outerHTML)""")
         assert unlabelled == [], path
+    assert requests and all(url.startswith(stack.edge_url + "/") for url in requests), requests
+    assert errors == []
 
 
 @pytest.mark.parametrize("width", [390])
