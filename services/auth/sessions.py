@@ -28,6 +28,13 @@ _FORGET_ENDED = """
 DELETE FROM web_sessions WHERE user_id = $1 AND (revoked_at IS NOT NULL OR expires_at < now() - interval '1 day')
 """
 
+#: And, a few at a time, everyone's sessions long past their end (the expiry index finds them), so users who
+#: never sign in again leave nothing behind for long; each sign-in does a bounded share of that sweep.
+_SWEEP_EXPIRED = """
+DELETE FROM web_sessions WHERE id IN (
+    SELECT id FROM web_sessions WHERE expires_at < now() - interval '1 day' ORDER BY expires_at LIMIT 100)
+"""
+
 _INSERT = """
 INSERT INTO web_sessions (token_hash, user_id, key_hash, expires_at)
 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
@@ -77,6 +84,7 @@ class SessionStore:
         token = secrets.token_urlsafe(32)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(_FORGET_ENDED, user.id)
+            await conn.execute(_SWEEP_EXPIRED)
             expires_at = await conn.fetchval(_INSERT, token_hash(token), user.id, keys.key_hash(api_key),
                                              float(self._lifetime))
         return Session(user, expires_at, token)

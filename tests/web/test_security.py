@@ -36,6 +36,18 @@ def _sql(stack: Stack, statement: str, *args: object) -> None:
         pool.submit(asyncio.run, run()).result()
 
 
+def _fetch(stack: Stack, query: str, *args: object) -> list[object]:
+    """The first column of a query's rows, read as `_sql` writes."""
+    async def run() -> list[object]:
+        conn = await asyncpg.connect(stack.dsn)
+        try:
+            return [row[0] for row in await conn.fetch(query, *args)]
+        finally:
+            await conn.close()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
+
+
 def _session_cookie(context: BrowserContext) -> dict[str, object]:
     [cookie] = [c for c in context.cookies() if c["name"] == "fsg_session"]
     return dict(cookie)
@@ -185,3 +197,15 @@ def test_the_key_appears_in_no_page_and_no_log(page: Page, writer: TestUser, sta
     assert not key_leaks(writer.api_key, "\n".join(seen))
     for service in ("edge", "auth", "billing", "generation"):
         assert not key_leaks(writer.api_key, stack.log(service)), service
+
+
+def test_sign_in_sweeps_sessions_long_past_their_end(page: Page, users: UserFactory, stack: Stack) -> None:
+    gone, kept = users.create(credits=0, prefix="gone"), users.create(credits=0, prefix="kept")
+    for user in (gone, kept):
+        sign_in(page, user.api_key)
+        page.context.clear_cookies()
+    _sql(stack, "UPDATE web_sessions SET created_at = now() - interval '9 days', expires_at = now() - interval "
+                "'8 days' WHERE user_id = $1", gone.id)
+    sign_in(page, kept.api_key)
+    remaining = _fetch(stack, "SELECT user_id FROM web_sessions WHERE user_id = ANY($1::bigint[])", [gone.id, kept.id])
+    assert sorted(remaining) == [kept.id, kept.id]  # its live session and the new one; none of gone's
