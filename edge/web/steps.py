@@ -34,11 +34,11 @@ class Step:
     template: str = ""
     story: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def label(self) -> str:
-        return {"structure": "Structure", "plot_points": f"Plot points for {self.act}",
-                "scenes": f"Scenes for {self.act}", "dialogue": f"Dialogue for {self.act} scene {self.scene + 1}",
-                "characters": "Character profiles"}[self.kind]
+    def label(self, act_names: dict[str, str] | None = None) -> str:
+        """What the page calls the step, with the act's name when it is known."""
+        act = (act_names or {}).get(self.act, self.act)
+        return {"structure": "Structure", "plot_points": f"Plot points for {act}", "scenes": f"Scenes for {act}",
+                "dialogue": f"Dialogue for {act} scene {self.scene + 1}", "characters": "Character profiles"}[self.kind]
 
 
 def step_from_form(form: dict[str, Any], project: str = "") -> Step:

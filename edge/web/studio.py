@@ -71,7 +71,7 @@ async def create_project(request: Request, clients: Clients, settings: Settings,
 
 def _done(step: steps.Step, answer: dict[str, Any]) -> dict[str, Any]:
     usage = answer.get("usage", {})
-    return {"label": step.label, "charged": usage.get("credits_charged"), "balance": usage.get("credits_remaining"),
+    return {"step": step, "charged": usage.get("credits_charged"), "balance": usage.get("credits_remaining"),
             "request_id": answer.get("requestId"),
             "tokens": usage.get("input_tokens", 0) + usage.get("output_tokens", 0)}
 
@@ -85,6 +85,8 @@ async def _project_page(request: Request, clients: Clients, who: WebCaller, proj
                         status: int = 200, done: dict[str, Any] | None = None,
                         error: ApiError | None = None) -> Response:
     document = data(await projects.get_project(project_path, clients, who.caller))
+    if done is not None:
+        done["label"] = done["step"].label({a["key"]: a["name"] for a in document["template"]["acts"]})
     screenplay = await projects.export_project(project_path, clients, who.caller, format="fountain")
     return render(request, "project.html", who, status=status, project=document,
                   screenplay=bytes(screenplay.body).decode("utf-8"), done=done,

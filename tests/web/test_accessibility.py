@@ -61,7 +61,7 @@ def test_keyboard_only_studio(page: Page, writer: TestUser, api: httpx.Client) -
     # The next step is reachable and runs from the keyboard too.
     _tab_to(page, "Write plot points for")
     page.keyboard.press("Enter")
-    expect(page.locator("#charged")).to_contain_text("Plot points for")
+    expect(page.locator("#charged")).to_contain_text("Plot points for Act One")
     [project] = api.get("/api/projects", headers=writer.headers).json()["projects"]
     assert project["title"] == "Keys Only"
 
