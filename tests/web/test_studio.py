@@ -115,6 +115,8 @@ def test_402_shows_balance_and_buy_link(page: Page, users: UserFactory, api: htt
     page.goto("/app/projects/new")
     page.get_by_label("Title").fill("Broke")
     page.get_by_label("Logline").fill("Nobody can pay for this")
+    # The price warns before the click, too.
+    expect(page.locator("#quote")).to_contain_text("not enough for this step")
     page.get_by_role("button", name="Write the structure").click()
     problem = page.get_by_role("alert")
     expect(problem).to_contain_text("Insufficient credits")
