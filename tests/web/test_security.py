@@ -209,3 +209,13 @@ def test_sign_in_sweeps_sessions_long_past_their_end(page: Page, users: UserFact
     sign_in(page, kept.api_key)
     remaining = _fetch(stack, "SELECT user_id FROM web_sessions WHERE user_id = ANY($1::bigint[])", [gone.id, kept.id])
     assert sorted(remaining) == [kept.id, kept.id]  # its live session and the new one; none of gone's
+
+
+def test_sign_in_from_another_origin_is_refused(writer: TestUser, stack: Stack) -> None:
+    """No session yet, so no CSRF token: another site cannot sign a visitor in (as anyone) either."""
+    with httpx.Client(base_url=stack.edge_url) as http:
+        refused = http.post("/app/sign-in", data={"api_key": writer.api_key},
+                            headers={"Origin": "http://evil.example", "Accept": "application/json"})
+        assert refused.status_code == 403 and refused.json()["error"] == "CSRF check failed"
+        assert "set-cookie" not in refused.headers
+        assert not key_leaks(writer.api_key, refused.text)
