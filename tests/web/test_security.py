@@ -92,12 +92,13 @@ def test_sign_out_revokes_the_session_server_side(page: Page, context: BrowserCo
     assert refused.status_code == 303 and refused.headers["location"] == "/app/sign-in"
 
 
-def test_a_rotated_key_ends_its_sessions(page: Page, context: BrowserContext, users: UserFactory,
-                                        api: httpx.Client, stack: Stack) -> None:
-    user = users.create(credits=10, prefix="rotated")
+@pytest.mark.parametrize("action", ["rotate-key", "disable"])
+def test_a_rotated_key_or_a_disabled_user_ends_its_sessions(page: Page, users: UserFactory, api: httpx.Client,
+                                                            stack: Stack, action: str) -> None:
+    user = users.create(credits=10, prefix="ended")
     sign_in(page, user.api_key)
-    rotated = api.post(f"/api/admin/users/{user.username}/rotate-key", headers={"X-API-Key": stack.admin_key})
-    assert rotated.status_code == 200
+    ended = api.post(f"/api/admin/users/{user.username}/{action}", headers={"X-API-Key": stack.admin_key})
+    assert ended.status_code == 200
     page.goto("/app/dashboard")
     expect(page).to_have_url(re.compile(r"/app/sign-in$"))
 
