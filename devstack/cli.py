@@ -165,6 +165,7 @@ def run() -> None:
             manager.add_process(name, command, env={**env, **own}, cwd=str(REPO_ROOT))
         scheme = "https" if env.get("EDGE_TLS_CERT") else "http"
         typer.echo(f"edge: {scheme}://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
+        typer.echo(f"web app: {scheme}://localhost:{settings.edge_port}/app  (sign in with an API key)")
         manager.loop()
     raise typer.Exit(manager.returncode or 0)
 

@@ -17,8 +17,9 @@ from edge.json import DecimalJSONResponse
 from edge.key_cache import KeyCache, follow_revocations
 from edge.metrics import metrics_endpoint
 from edge.responses import ADMIN_ERRORS, ERRORS, KEY_ERRORS, METERED_ERRORS
-from edge.routes import admin, bulk, generate, health, me, projects, purchases
+from edge.routes import admin, bulk, generate, health, me, projects, purchases, reports
 from edge.settings import EdgeSettings
+from edge.web.app import install_web
 
 
 def create_app(settings: EdgeSettings | None = None) -> FastAPI:
@@ -58,12 +59,16 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     # The metered generation routes first: every request is matched against the routes in order, and they
     # carry the traffic (no two routers share a path, so the order changes nothing else).
     app.include_router(generate.router, responses=METERED_ERRORS)
+    app.include_router(generate.quotes, responses=KEY_ERRORS)
     app.include_router(projects.router, responses=KEY_ERRORS)
     app.include_router(me.router, responses=KEY_ERRORS)
     app.include_router(admin.router, responses=ADMIN_ERRORS)
+    app.include_router(reports.mine, responses=KEY_ERRORS)
+    app.include_router(reports.admin, responses=ADMIN_ERRORS)
     app.include_router(purchases.router, responses=KEY_ERRORS)
     app.include_router(purchases.webhooks, responses=ERRORS)
     app.include_router(bulk.router, responses=ADMIN_ERRORS)
     app.include_router(health.router, responses=ERRORS)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    install_web(app)
     return app

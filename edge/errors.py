@@ -124,10 +124,14 @@ def _message(error: dict[str, Any]) -> str:
     return str(error.get("msg", "invalid"))
 
 
+def error_response(exc: ApiError) -> DecimalJSONResponse:
+    return DecimalJSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> DecimalJSONResponse:
-        return DecimalJSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(request: Request, exc: BodyTooLarge) -> DecimalJSONResponse:

@@ -316,6 +316,19 @@ def _answer_settled(call: _Call, executed: generation_pb2.ExecuteResponse,
                    "its result was not kept; please retry", requestId=call.request_id)
 
 
+async def quote(clients: ServiceClients, caller: Caller, request: generation_pb2.GenerateRequest) -> dict[str, Any]:
+    """What a call would hold, without running it: Prepare (which validates and plans, holding and keeping
+    nothing) and the caller's balance. The hold is the one `_run` would place: max(minimum, worst case)."""
+    request.user_id = caller.id
+    plan = await clients.call("generation", clients.prepare, request)
+    balance = await clients.call("billing", clients.billing.GetBalance, billing_pb2.UserRef(user_id=caller.id))
+    return {
+        "endpoint": plan.endpoint, "model": plan.model, "minimum": from_wire(plan.minimum),
+        "worstCase": from_wire(plan.max_cost), "hold": from_wire(plan.required),
+        "credits_remaining": None if balance.unlimited else from_wire(balance.available),
+    }
+
+
 def _project_path(request: generation_pb2.GenerateRequest) -> str:
     """The project a call works on ("" for a kind that creates one)."""
     own = getattr(request, str(request.WhichOneof("kind")))

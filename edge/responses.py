@@ -381,3 +381,62 @@ class ImportRefusedBody(ErrorBody):
 
     problems: list[FileProblem] = []
     fields: list[FieldError] | None = None
+
+
+# -- usage reports --------------------------------------------------------------------------------------
+class UsageGroup(_Doc):
+    name: str = Field(description="the day (YYYY-MM-DD, UTC), endpoint or model")
+    requests: int
+    failed: int
+    tokens: int
+    credits: Money = Field(description="credits charged")
+
+
+class TopUser(_Doc):
+    user_id: int = Field(alias="userId")
+    username: str | None
+    requests: int
+    failed: int
+    tokens: int
+    credits: Money
+
+
+class UsageReport(_Doc):
+    days: int
+    per_day: list[UsageGroup] = Field(alias="perDay")
+    by_endpoint: list[UsageGroup] = Field(alias="byEndpoint")
+    by_model: list[UsageGroup] = Field(alias="byModel")
+
+
+class SystemReport(UsageReport):
+    top_users: list[TopUser] = Field(alias="topUsers")
+
+
+class Call(_Doc):
+    id: int
+    user_id: int = Field(alias="userId")
+    created_at: str
+    request_id: str = Field(alias="requestId")
+    endpoint: str
+    model: str | None
+    project_path: str | None = Field(alias="projectPath")
+    input_tokens: int
+    output_tokens: int
+    credits_cost: Money
+    success: bool
+    error_message: str | None
+    latency_ms: int | None
+
+
+class CallPage(_Doc):
+    calls: list[Call]
+    next_before: int | None
+
+
+class Quote(_Doc):
+    endpoint: str
+    model: str
+    minimum: Money = Field(description="the endpoint's price floor")
+    worst_case: Money = Field(alias="worstCase", description="the most this call could cost")
+    hold: Money = Field(description="what the call would hold: the larger of the two")
+    credits_remaining: Money | None = Field(description="the caller's available credits now (null: unlimited)")

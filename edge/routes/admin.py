@@ -121,9 +121,10 @@ async def list_users(
     admin: Admin,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    search: Annotated[str, Query(max_length=254, description="a prefix of the username or email")] = "",
 ) -> DecimalJSONResponse:
     page = await clients.call(
-        "auth", clients.auth.ListUsers, auth_pb2.ListUsersRequest(page_size=limit, after_id=after)
+        "auth", clients.auth.ListUsers, auth_pb2.ListUsersRequest(page_size=limit, after_id=after, search=search)
     )
     ids = [u.id for u in page.users]
     totals = await clients.call("billing", clients.billing.UsageTotals, billing_pb2.UsageTotalsRequest(user_ids=ids))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from common.money import from_wire, to_wire
 from edge import responses
+from edge.clients import ServiceClients
 from edge.deps import Clients
 from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
@@ -39,30 +40,33 @@ async def my_transactions(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> DecimalJSONResponse:
+    return DecimalJSONResponse(await transactions_body(clients, caller.id, limit, before))
+
+
+async def transactions_body(clients: ServiceClients, user_id: int, limit: int, before: int) -> dict[str, Any]:
+    """A page of a user's ledger, newest first (the caller's own, or any user's for an admin)."""
     page = await clients.call(
         "billing", clients.billing.ListTransactions,
-        billing_pb2.ListTransactionsRequest(user_id=caller.id, page_size=limit, before_id=before),
+        billing_pb2.ListTransactionsRequest(user_id=user_id, page_size=limit, before_id=before),
     )
-    return DecimalJSONResponse(
-        {
-            "transactions": [
-                {
-                    "id": t.id,
-                    "transaction_type": t.transaction_type,
-                    "credits_amount": from_wire(t.credits_amount),
-                    "balance_after": from_wire(t.balance_after),
-                    "notes": t.notes or None,
-                    "created_by": t.created_by or None,
-                    "hold_id": t.hold_id or None,
-                    "purchase_id": t.purchase_id or None,
-                    "stripe_event_id": t.stripe_event_id or None,
-                    "created_at": t.created_at,
-                }
-                for t in page.transactions
-            ],
-            "next_before": page.next_before_id or None,
-        }
-    )
+    return {
+        "transactions": [
+            {
+                "id": t.id,
+                "transaction_type": t.transaction_type,
+                "credits_amount": from_wire(t.credits_amount),
+                "balance_after": from_wire(t.balance_after),
+                "notes": t.notes or None,
+                "created_by": t.created_by or None,
+                "hold_id": t.hold_id or None,
+                "purchase_id": t.purchase_id or None,
+                "stripe_event_id": t.stripe_event_id or None,
+                "created_at": t.created_at,
+            }
+            for t in page.transactions
+        ],
+        "next_before": page.next_before_id or None,
+    }
 
 
 def alerts_body(username: str, settings: billing_pb2.AlertSettings) -> dict[str, Any]:

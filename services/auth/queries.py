@@ -35,6 +35,14 @@ USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE lower(userna
 
 LIST_USERS = f"SELECT {USER_COLUMNS} FROM user_accounts WHERE id > $1 ORDER BY id LIMIT $2"
 
+#: LIST_USERS of the users whose username or email starts with $3 (lowered, LIKE-escaped, '%' appended):
+#: the prefix indexes of migrations/0015 find them, so a search reads its matches, not the table.
+SEARCH_USERS = f"""
+SELECT {USER_COLUMNS} FROM user_accounts
+WHERE id > $1 AND (lower(username) LIKE $3 OR lower(email) LIKE $3)
+ORDER BY id LIMIT $2
+"""
+
 ROTATE_KEY = f"""
 UPDATE user_accounts SET api_key_hash = $2, api_key_prefix = $3, updated_at = now()
 WHERE id = $1

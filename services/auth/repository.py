@@ -195,9 +195,17 @@ class AuthRepository:
             raise UserNotFound()
         return UserRecord.from_row(row)
 
-    async def list_users(self, after_id: int, page_size: int) -> list[UserRecord]:
+    async def list_users(self, after_id: int, page_size: int, search: str = "") -> list[UserRecord]:
+        """A page of users by id; with `search`, those whose username or email starts with it."""
         page_size = min(max(page_size or 50, 1), MAX_PAGE)
-        rows = await self._pool.fetch(queries.LIST_USERS, after_id, page_size)
+        search = search.strip().lower()
+        if len(search) > user_fields.MAX_EMAIL_LENGTH:
+            raise InvalidUserInput(f"search must be at most {user_fields.MAX_EMAIL_LENGTH} characters")
+        if search:
+            pattern = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = await self._pool.fetch(queries.SEARCH_USERS, after_id, page_size, pattern)
+        else:
+            rows = await self._pool.fetch(queries.LIST_USERS, after_id, page_size)
         return [UserRecord.from_row(r) for r in rows]
 
     async def rotate_key(self, user_id: int, *, on_host: bool = False) -> tuple[UserRecord, str]:

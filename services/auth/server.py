@@ -18,6 +18,7 @@ from protos import auth_pb2, auth_pb2_grpc
 from services.auth.repository import AuthRepository
 from services.auth.revocations import RevocationHub
 from services.auth.servicer import AuthServicer
+from services.auth.sessions import SessionStore
 from services.auth.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ def create_server(
     repository: AuthRepository, address: str, revocations: RevocationHub | None = None,
     *,
     tokens: ServiceTokens | None, tls: GrpcTls | None,
+    sessions: SessionStore | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The auth server, not yet started, and its bound port (tests bind port 0)."""
-    servicer = AuthServicer(repository, revocations)
+    servicer = AuthServicer(repository, revocations, sessions)
     return create_grpc_server(
         lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server), [SERVICE_NAME], address,
         tokens=tokens, tls=tls,
@@ -44,8 +46,11 @@ async def run(settings: AuthSettings) -> None:
                              application_name="auth")
     await wait_for_schema(pool, settings.migrations_dir)
     revocations = RevocationHub(settings.dsn())
-    server, port, health_servicer = create_server(AuthRepository(pool), settings.address, revocations, tokens=tokens,
-                                                  tls=tls)
+    repository = AuthRepository(pool)
+    sessions = SessionStore(pool, repository, lifetime=settings.session_lifetime_seconds,
+                            idle=settings.session_idle_seconds)
+    server, port, health_servicer = create_server(repository, settings.address, revocations, tokens=tokens,
+                                                  tls=tls, sessions=sessions)
     log.info("auth gRPC listening on %s:%d", settings.host, port)
     await serve_until_signalled(
         server, health_servicer, [SERVICE_NAME], pool, background=[revocations.run], draining=[revocations.close]

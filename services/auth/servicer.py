@@ -12,6 +12,7 @@ from protos import auth_pb2, auth_pb2_grpc
 from services.auth.errors import InvalidUserInput
 from services.auth.repository import AuthRepository, UserRecord
 from services.auth.revocations import CLOSED, RevocationHub
+from services.auth.sessions import Session, SessionStore
 
 
 def user_message(user: UserRecord) -> auth_pb2.User:
@@ -26,10 +27,19 @@ def user_message(user: UserRecord) -> auth_pb2.User:
     )
 
 
+def session_message(session: Session | None) -> auth_pb2.SessionResponse:
+    if session is None:
+        return auth_pb2.SessionResponse(valid=False)
+    return auth_pb2.SessionResponse(valid=True, user=user_message(session.user), token=session.token,
+                                    expires_at=session.expires_at.isoformat())
+
+
 class AuthServicer(auth_pb2_grpc.AuthServicer):
-    def __init__(self, repository: AuthRepository, revocations: RevocationHub | None = None) -> None:
+    def __init__(self, repository: AuthRepository, revocations: RevocationHub | None = None,
+                 sessions: SessionStore | None = None) -> None:
         self._repo = repository
         self._revocations = revocations
+        self._sessions = sessions
 
     async def _resolve(self, request: auth_pb2.GetUserRequest) -> UserRecord:
         which = request.WhichOneof("ref")
@@ -83,9 +93,29 @@ class AuthServicer(auth_pb2_grpc.AuthServicer):
         if request.page_size < 0 or request.after_id < 0:
             raise InvalidUserInput("page_size and after_id must not be negative")
         page_size = request.page_size or 50
-        users = await self._repo.list_users(request.after_id, page_size)
+        users = await self._repo.list_users(request.after_id, page_size, request.search)
         next_after = users[-1].id if len(users) == min(page_size, 500) and users else 0
         return auth_pb2.ListUsersResponse(users=[user_message(u) for u in users], next_after_id=next_after)
+
+    def _session_store(self) -> SessionStore:
+        if self._sessions is None:
+            raise InvalidUserInput("web sessions are off")
+        return self._sessions
+
+    async def CreateSession(
+        self, request: auth_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SessionResponse:
+        return session_message(await self._session_store().create(request.api_key))
+
+    async def ResolveSession(
+        self, request: auth_pb2.SessionToken, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SessionResponse:
+        return session_message(await self._session_store().resolve(request.token))
+
+    async def EndSession(
+        self, request: auth_pb2.SessionToken, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.EndSessionResponse:
+        return auth_pb2.EndSessionResponse(ended=await self._session_store().end(request.token))
 
     async def RotateKey(
         self, request: auth_pb2.GetUserRequest, context: grpc.aio.ServicerContext

@@ -1,5 +1,6 @@
 """Auth service settings (env prefix AUTH_)."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import DEFAULT_AUTH_PORT, CommonSettings
@@ -11,6 +12,10 @@ class AuthSettings(CommonSettings):
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_AUTH_PORT
+    #: A web session's absolute lifetime (AUTH_SESSION_LIFETIME_SECONDS): after it the browser signs in again.
+    session_lifetime_seconds: float = Field(12 * 3600, gt=0)
+    #: A web session unused this long ends (AUTH_SESSION_IDLE_SECONDS).
+    session_idle_seconds: float = Field(3600, gt=0)
 
     @property
     def address(self) -> str:

@@ -118,6 +118,18 @@ class UsageRow:
     error_message: str
     latency_ms: int | None
 
+    @classmethod
+    def from_row(cls, r: asyncpg.Record) -> UsageRow:
+        """A usage_logs row selected as queries.USAGE_PAGE selects it."""
+        return cls(
+            id=r["id"], user_id=r["user_id"], created_at=r["created_at"], request_id=r["request_id"],
+            endpoint=r["endpoint"], method=r["method"], model=r["model_used"] or "",
+            project_path=r["project_path"] or "",
+            input_tokens=r["input_tokens"], output_tokens=r["output_tokens"], tokens_used=r["tokens_used"],
+            credits_cost=r["credits_cost"], provider_cost=r["provider_cost"], success=r["response_success"],
+            error_message=r["error_message"] or "", latency_ms=r["latency_ms"],
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LimitDefaults:
@@ -673,6 +685,11 @@ class BillingRepository:
         return int(results.rsplit(" ", 1)[-1]), int(markers.rsplit(" ", 1)[-1])
 
     # -- reporting ---------------------------------------------------------------------------------
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """For the read-only reports (services/billing/reports.py), which share this pool."""
+        return self._pool
+
     async def usage_stats(self, user_id: int) -> UsageStats:
         async with self._pool.acquire() as conn:
             totals = await conn.fetchrow(queries.USAGE_TOTALS, user_id)
@@ -694,14 +711,7 @@ class BillingRepository:
     async def usage_page(self, start: datetime, end: datetime, after_id: int, page_size: int) -> list[UsageRow]:
         """The usage log from `start` (inclusive) to `end` (exclusive), rows after `after_id`, in id order."""
         rows = await self._pool.fetch(queries.USAGE_PAGE, start, end, after_id, page_size)
-        return [UsageRow(
-            id=r["id"], user_id=r["user_id"], created_at=r["created_at"], request_id=r["request_id"],
-            endpoint=r["endpoint"], method=r["method"], model=r["model_used"] or "",
-            project_path=r["project_path"] or "",
-            input_tokens=r["input_tokens"], output_tokens=r["output_tokens"], tokens_used=r["tokens_used"],
-            credits_cost=r["credits_cost"], provider_cost=r["provider_cost"], success=r["response_success"],
-            error_message=r["error_message"] or "", latency_ms=r["latency_ms"],
-        ) for r in rows]
+        return [UsageRow.from_row(r) for r in rows]
 
     async def usage_totals(self, user_ids: list[int]) -> list[tuple[Balance, int, int, Decimal]]:
         rows = await self._pool.fetch(queries.USAGE_TOTALS_MANY, user_ids)

@@ -16,6 +16,7 @@ from services.billing.alerts.repository import AlertRepository, AlertSettings
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
 from services.billing.outcomes import Outcome
 from services.billing.purchases import CheckoutPages, Purchase, Purchases
+from services.billing.reports import Group, UsageReports
 from services.billing.repository import (
     KEEP,
     Balance,
@@ -28,6 +29,7 @@ from services.billing.repository import (
     ReserveResult,
     SettleResult,
     UsageRecord,
+    UsageRow,
 )
 
 
@@ -181,6 +183,21 @@ def _user_id(value: int) -> int:
     return value
 
 
+def usage_row_message(r: UsageRow) -> billing_pb2.UsageRow:
+    return billing_pb2.UsageRow(
+        id=r.id, user_id=r.user_id, created_at=r.created_at.isoformat(), request_id=r.request_id,
+        endpoint=r.endpoint, method=r.method, model=r.model, project_path=r.project_path,
+        input_tokens=r.input_tokens, output_tokens=r.output_tokens, tokens_used=r.tokens_used,
+        credits_cost=to_wire(r.credits_cost), provider_cost=to_wire(r.provider_cost), success=r.success,
+        error_message=r.error_message, latency_ms=r.latency_ms,
+    )
+
+
+def group_message(g: Group) -> billing_pb2.UsageGroup:
+    return billing_pb2.UsageGroup(name=g.name, user_id=g.user_id, requests=g.requests, failed=g.failed,
+                                  tokens=g.tokens, credits=to_wire(g.credits))
+
+
 def purchase_message(purchase: Purchase) -> billing_pb2.Purchase:
     return billing_pb2.Purchase(
         id=str(purchase.id), user_id=purchase.user_id, pack_id=purchase.pack_id, credits=to_wire(purchase.credits),
@@ -200,6 +217,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         self._purchases = purchases
         self._fault_injection = fault_injection
         self._alerts = alerts
+        self._reports = UsageReports(repository.pool)
 
     async def OpenAccount(
         self, request: billing_pb2.OpenAccountRequest, context: grpc.aio.ServicerContext
@@ -432,15 +450,27 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         page_size = request.page_size or USAGE_PAGE_DEFAULT
         rows = await self._repo.usage_page(start, end, request.after_id, page_size)
         return billing_pb2.ListUsageResponse(
-            rows=[billing_pb2.UsageRow(
-                id=r.id, user_id=r.user_id, created_at=r.created_at.isoformat(), request_id=r.request_id,
-                endpoint=r.endpoint, method=r.method, model=r.model, project_path=r.project_path,
-                input_tokens=r.input_tokens, output_tokens=r.output_tokens, tokens_used=r.tokens_used,
-                credits_cost=to_wire(r.credits_cost), provider_cost=to_wire(r.provider_cost), success=r.success,
-                error_message=r.error_message, latency_ms=r.latency_ms,
-            ) for r in rows],
+            rows=[usage_row_message(r) for r in rows],
             next_after_id=rows[-1].id if len(rows) == page_size else 0,
         )
+
+    async def UsageReport(
+        self, request: billing_pb2.UsageReportRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.UsageReportResponse:
+        report = await self._reports.report(request.user_id, request.days, request.top_users)
+        return billing_pb2.UsageReportResponse(
+            days=[group_message(g) for g in report.days],
+            by_endpoint=[group_message(g) for g in report.by_endpoint],
+            by_model=[group_message(g) for g in report.by_model],
+            top_users=[group_message(g) for g in report.top_users],
+        )
+
+    async def RecentCalls(
+        self, request: billing_pb2.RecentCallsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.RecentCallsResponse:
+        rows, next_before = await self._reports.recent(request.user_id, request.failed_only, request.page_size,
+                                                       request.before_id)
+        return billing_pb2.RecentCallsResponse(rows=[usage_row_message(r) for r in rows], next_before_id=next_before)
 
     async def GetAlerts(
         self, request: billing_pb2.UserRef, context: grpc.aio.ServicerContext

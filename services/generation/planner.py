@@ -87,6 +87,7 @@ class Plan:
             tool_json=self.tool_json,
             input_tokens_bound=self.input_tokens_bound, max_cost=to_wire(self.max_cost),
             act_keys=self.draft.act_keys, endpoint=self.kind.endpoint, required=to_wire(self.required),
+            minimum=to_wire(self.kind.minimum),
             template=template_message(self.draft.template) if self.draft.template else None,
         )
 
