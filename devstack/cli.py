@@ -28,6 +28,7 @@ from honcho.manager import Manager
 from common.db_roles import SERVICE_ROLES, service_dsn
 from common.dsn import embedded_dsn, mask_dsn
 from common.local_stripe import LOCALSTRIPE_BANNER, local_stripe_env
+from common.ports import EDGE, PortTaken, assign_ports, check_free
 from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
 from devstack.bootstrap import admin_lines, bootstrap
@@ -51,12 +52,12 @@ MAIL_SINK_BANNER = (
 
 
 @contextlib.contextmanager
-def database(settings: StackSettings) -> Iterator[str]:
+def database(settings: StackSettings, pg_port: int) -> Iterator[str]:
     """DATABASE_URL when given; otherwise the embedded server, stopped on the way out."""
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value()
         return
-    server = EmbeddedPostgres(settings.data_dir, settings.pg_port)
+    server = EmbeddedPostgres(settings.data_dir, pg_port)
     dsn = server.start()
     try:
         yield dsn
@@ -65,30 +66,31 @@ def database(settings: StackSettings) -> Iterator[str]:
         typer.echo("embedded PostgreSQL stopped")
 
 
-def process_env(settings: StackSettings, simulate: bool, mail_sink: bool = False) -> dict[str, str]:
+def process_env(settings: StackSettings, ports: dict[str, int], simulate: bool,
+                mail_sink: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the services get their own role's
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
         PORT=str(settings.edge_port),
-        AUTH_PORT=str(settings.auth_port),
-        BILLING_PORT=str(settings.billing_port),
-        GENERATION_PORT=str(settings.generation_port),
-        AUTH_ADDR=f"127.0.0.1:{settings.auth_port}",
-        BILLING_ADDR=f"127.0.0.1:{settings.billing_port}",
-        GENERATION_ADDR=f"127.0.0.1:{settings.generation_port}",
-        SIM_PORT=str(settings.simulator_port),
+        AUTH_PORT=str(ports["AUTH_PORT"]),
+        BILLING_PORT=str(ports["BILLING_PORT"]),
+        GENERATION_PORT=str(ports["GENERATION_PORT"]),
+        AUTH_ADDR=f"127.0.0.1:{ports['AUTH_PORT']}",
+        BILLING_ADDR=f"127.0.0.1:{ports['BILLING_PORT']}",
+        GENERATION_ADDR=f"127.0.0.1:{ports['GENERATION_PORT']}",
+        SIM_PORT=str(ports["SIM_PORT"]),
     )
     if settings.service_auth == "on" and settings.service_token is None and settings.service_token_file is None:
         # Every process reads the same file; a path, not the secret, goes into their environments.
         env["FSG_SERVICE_TOKEN_FILE"] = str(ensure_token_file(settings.data_dir.resolve() / "service-token"))
     if simulate:
-        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{settings.simulator_port}"
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{ports['SIM_PORT']}"
         env["ANTHROPIC_API_KEY"] = "simulator"
         env["GENERATION_SIMULATED"] = "1"
     if mail_sink:
-        env["SMTP_URL"] = f"smtp://127.0.0.1:{settings.mailsink_port}"
-        env["MAILSINK_PORT"] = str(settings.mailsink_port)
+        env["SMTP_URL"] = f"smtp://127.0.0.1:{ports['MAILSINK_PORT']}"
+        env["MAILSINK_PORT"] = str(ports["MAILSINK_PORT"])
     return env
 
 
@@ -105,6 +107,31 @@ def stop_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def stack_ports(settings: StackSettings, simulate: bool, mail_sink: bool) -> dict[str, int]:
+    """This data directory's ports (common/ports.py), each checked free before anything starts: a taken one
+    ends the launcher with one line naming it and its variable, leaving nothing running."""
+    given = settings.given_ports()
+    ports = assign_ports(settings.data_dir, given, settings.edge_port)
+    # Each process binds where its own *_HOST says (127.0.0.1 unless set); PostgreSQL, localstripe: 127.0.0.1.
+    hosts = {EDGE: "EDGE_HOST", "AUTH_PORT": "AUTH_HOST", "BILLING_PORT": "BILLING_HOST",
+             "GENERATION_PORT": "GENERATION_HOST", "SIM_PORT": "SIM_HOST", "MAILSINK_PORT": "MAILSINK_HOST"}
+    used = {EDGE, "AUTH_PORT", "BILLING_PORT", "GENERATION_PORT"}
+    if settings.database_url is None and not EmbeddedPostgres(settings.data_dir, ports["PG_PORT"]).is_running():
+        used.add("PG_PORT")  # (a server already running on this data directory is adopted, not started)
+    used |= {"SIM_PORT"} if simulate else set()
+    used |= {"LOCALSTRIPE_PORT"} if settings.stripe_secret_key is None else set()
+    used |= {"MAILSINK_PORT"} if mail_sink else set()
+    every = {**ports, EDGE: settings.edge_port}
+    wanted = {variable: (os.environ.get(hosts.get(variable, ""), "127.0.0.1"), every[variable])
+              for variable in every if variable in used}
+    try:
+        check_free(wanted, given, settings.data_dir)
+    except PortTaken as exc:
+        typer.secho(f"fsg run: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    return ports
+
+
 @app.command()
 def run() -> None:
     """Run everything in the foreground until Ctrl-C / SIGTERM."""
@@ -112,7 +139,8 @@ def run() -> None:
     settings = StackSettings()
     simulate = settings.anthropic_api_key is None
     mail_sink = settings.smtp_url is None
-    with database(settings) as dsn:
+    ports = stack_ports(settings, simulate, mail_sink)
+    with database(settings, ports["PG_PORT"]) as dsn:
         typer.echo(f"DATABASE_URL={mask_dsn(dsn)}")
         passwords = settings.role_passwords()
         result = asyncio.run(bootstrap(dsn, settings.migrations_dir, settings.admin_username, settings.admin_email,
@@ -120,7 +148,7 @@ def run() -> None:
         for line in admin_lines(result):
             typer.echo(line)
         procfile = parse_procfile((REPO_ROOT / "Procfile").read_text())
-        env = process_env(settings, simulate, mail_sink)
+        env = process_env(settings, ports, simulate, mail_sink)
         manager = Manager()
         if simulate:
             typer.secho(SIMULATOR_BANNER.format(url=env["ANTHROPIC_BASE_URL"]), fg="yellow", bold=True, err=True)
@@ -128,7 +156,7 @@ def run() -> None:
         # Only billing talks to Stripe, so only billing gets its settings.
         billing_stripe: dict[str, str] = {}
         if settings.stripe_secret_key is None:
-            localstripe, billing_stripe = local_stripe_env(settings.data_dir.resolve(), settings.localstripe_port,
+            localstripe, billing_stripe = local_stripe_env(settings.data_dir.resolve(), ports["LOCALSTRIPE_PORT"],
                                                            settings.edge_port)
             typer.secho(LOCALSTRIPE_BANNER.format(url=billing_stripe["STRIPE_API_BASE"]), fg="yellow", bold=True,
                         err=True)

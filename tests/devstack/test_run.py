@@ -25,19 +25,22 @@ from devstack.embedded_pg import EmbeddedPostgres
 from protos import auth_pb2, auth_pb2_grpc
 from tests.stack import Stack, free_port
 
+#: The launcher's port variables by the short names tests use; a port not given is the data directory's own.
+PORT_VARIABLES = {"pg": "PG_PORT", "edge": "PORT", "auth": "AUTH_PORT", "billing": "BILLING_PORT",
+                  "generation": "GENERATION_PORT", "sim": "SIM_PORT", "stripe": "LOCALSTRIPE_PORT",
+                  "mailsink": "MAILSINK_PORT"}
+
 
 class Run:
     def __init__(self, data_dir: Path, ports: dict[str, int], database_url: str | None = None,
                  extra: dict[str, str] | None = None) -> None:
-        env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
-               "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
-               "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]),
-               "LOCALSTRIPE_PORT": str(ports["stripe"]), "MAILSINK_PORT": str(ports["mailsink"]),
-               "LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
         for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "FSG_SERVICE_TOKEN",
                      "FSG_SERVICE_TOKEN_FILE", "FSG_SERVICE_AUTH", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
-                     "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY", "SMTP_URL"):
+                     "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY", "SMTP_URL", "AUTH_ADDR", "BILLING_ADDR",
+                     "GENERATION_ADDR", *PORT_VARIABLES.values()):
             env.pop(name, None)
+        env.update({PORT_VARIABLES[name]: str(port) for name, port in ports.items()})
         if database_url:
             env["DATABASE_URL"] = database_url
         env.update(extra or {})
