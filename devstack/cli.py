@@ -31,6 +31,7 @@ from common.local_stripe import LOCALSTRIPE_BANNER, local_stripe_env
 from common.ports import EDGE, PortTaken, assign_ports, check_free
 from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
+from devstack.backup import BackupError, backup, backups, check_archive, restore
 from devstack.bootstrap import admin_lines, bootstrap
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir
 from devstack.mailsink import mail_dir
@@ -166,6 +167,12 @@ def run() -> None:
             typer.secho(MAIL_SINK_BANNER.format(url=env["SMTP_URL"], directory=mail_dir(settings.data_dir)),
                         fg="yellow", bold=True, err=True)
             manager.add_process("mailsink", "python -m devstack.mailsink", env=env, cwd=str(REPO_ROOT))
+        if settings.backup_interval_hours > 0:
+            typer.echo(f"backups: every {settings.backup_interval_hours} h into {settings.backups_dir()}, "
+                       f"the newest {settings.backup_keep} kept")
+            manager.add_process("backup", f"python -m devstack.cli backup --every {settings.backup_interval_hours}",
+                                env={**env, "DATABASE_URL": dsn, "DATA_DIR": str(settings.data_dir.resolve())},
+                                cwd=str(REPO_ROOT))
         for name, command in procfile.processes.items():
             # Each service connects as its own least-privilege role; the edge needs no database at all.
             own = {"DATABASE_URL": service_dsn(dsn, name, passwords[name])} if name in SERVICE_ROLES else {}
@@ -175,6 +182,91 @@ def run() -> None:
         typer.echo(f"edge: http://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
         manager.loop()
     raise typer.Exit(manager.returncode or 0)
+
+
+@contextlib.contextmanager
+def operator_database(settings: StackSettings, create: bool) -> Iterator[str]:
+    """The owner's URL for an operator command: DATABASE_URL; else the embedded server running on DATA_DIR;
+    else that server started for the command (initialised first if `create`: a restore into a new DATA_DIR)
+    and stopped after it."""
+    if settings.database_url is not None:
+        yield settings.database_url.get_secret_value()
+        return
+    running = embedded_dsn(settings.data_dir)
+    if running is not None:
+        yield running
+        return
+    if not create and not (settings.data_dir / "postgres" / "PG_VERSION").exists():
+        raise BackupError(f"DATABASE_URL is not set and {settings.data_dir} holds no embedded database")
+    given = settings.given_ports()
+    port = assign_ports(settings.data_dir, given, settings.edge_port)["PG_PORT"]
+    check_free({"PG_PORT": ("127.0.0.1", port)}, given, settings.data_dir)
+    server = EmbeddedPostgres(settings.data_dir, port)
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        server.stop()
+
+
+def _failed(command: str, exc: Exception) -> typer.Exit:
+    typer.secho(f"fsg {command}: {exc}", fg="red", err=True)
+    return typer.Exit(1)
+
+
+def _backup_every(settings: StackSettings, directory: Path, keep: int, hours: float) -> None:
+    """Back up whenever the newest backup in `directory` is `hours` old (at once if there is none), forever;
+    a failed attempt is reported and tried again a minute later, never ending the process (`make run`'s
+    honcho would stop the whole stack with it)."""
+    interval = hours * 3600
+    while True:
+        newest = backups(directory)[-1:]
+        age = time.time() - newest[0].stat().st_mtime if newest else interval
+        time.sleep(max(0.0, interval - age))
+        try:
+            with operator_database(settings, create=False) as dsn:
+                typer.echo(backup(dsn, directory, keep))
+        except (BackupError, PortTaken, RuntimeError) as exc:
+            typer.secho(f"fsg backup: {exc}", fg="red", err=True)
+            time.sleep(min(interval, 60))
+
+
+@app.command("backup")
+def backup_command(
+    directory: Path | None = typer.Option(None, "--dir", help="where (FSG_BACKUP_DIR; default DATA_DIR/backups)"),
+    keep: int | None = typer.Option(None, "--keep", min=1, help="keep the newest N (FSG_BACKUP_KEEP; default 7)"),
+    every: float | None = typer.Option(None, "--every", min=0, help="hours: keep backing up, this often"),
+) -> None:
+    """pg_dump -Fc of the database (DATABASE_URL, or DATA_DIR's embedded one) into a new timestamped file;
+    deletes all but the newest --keep and prints the file."""
+    settings = StackSettings()
+    folder = directory if directory is not None else settings.backups_dir()
+    kept = keep if keep is not None else settings.backup_keep
+    if every:
+        _backup_every(settings, folder, kept, every)
+    try:
+        with operator_database(settings, create=False) as dsn:
+            typer.echo(backup(dsn, folder, kept))
+    except (BackupError, PortTaken) as exc:
+        raise _failed("backup", exc) from None
+
+
+@app.command("restore")
+def restore_command(
+    file: Path,
+    force: bool = typer.Option(False, "--force", help="replace a database that has data (public is dropped first)"),
+) -> None:
+    """Restore a backup into DATABASE_URL, or DATA_DIR's embedded database (started, and created, if need
+    be), which must be empty unless --force."""
+    settings = StackSettings()
+    try:
+        check_archive(file)  # before any server is started
+        with operator_database(settings, create=True) as dsn:
+            restore(dsn, file, force)
+    except (BackupError, PortTaken) as exc:
+        raise _failed("restore", exc) from None
+    typer.echo(f"restored {file}. The services' roles get their logins and passwords from the bootstrap: start "
+               "the stack (`make run`) or run `fsg bootstrap`.")
 
 
 @app.command("bootstrap")

@@ -4,6 +4,8 @@ An internal port left unset (None) is the data directory's own (common/ports.py)
 kept in DATA_DIR/ports.json.
 """
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator
 
 from common.db_roles import role_passwords
@@ -32,6 +34,11 @@ class StackSettings(CommonSettings):
     mailsink_port: int | None = Field(None, validation_alias="MAILSINK_PORT")
     admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
     admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")
+    #: `fsg backup`: where (default DATA_DIR/backups), how many to keep, and, above 0, how often `make run`
+    #: backs up by itself (hours; a `backup` process beside the services).
+    backup_dir: Path | None = Field(None, validation_alias="FSG_BACKUP_DIR")
+    backup_keep: int = Field(7, validation_alias="FSG_BACKUP_KEEP", ge=1)
+    backup_interval_hours: float = Field(0, validation_alias="FSG_BACKUP_INTERVAL_HOURS", ge=0)
     #: The services' database roles' passwords; each unset one is generated once and kept in DATA_DIR.
     auth_db_password: SecretStr | None = Field(None, validation_alias="AUTH_DB_PASSWORD")
     billing_db_password: SecretStr | None = Field(None, validation_alias="BILLING_DB_PASSWORD")
@@ -48,3 +55,6 @@ class StackSettings(CommonSettings):
                 "GENERATION_PORT": self.generation_port, "SIM_PORT": self.simulator_port,
                 "LOCALSTRIPE_PORT": self.localstripe_port, "MAILSINK_PORT": self.mailsink_port,
                 EDGE: self.edge_port}
+
+    def backups_dir(self) -> Path:
+        return self.backup_dir if self.backup_dir is not None else self.data_dir.resolve() / "backups"
