@@ -85,9 +85,9 @@ async def _billing(data_dir: Path) -> tuple[grpc.aio.Channel, billing_pb2_grpc.B
     return channel, billing_pb2_grpc.BillingStub(channel)
 
 
-async def test_a_backup_restores_into_a_new_database_with_everything_in_it(tmp_path: Path) -> None:
-    source, target, folder = tmp_path / "source", tmp_path / "target", tmp_path / "backups"
-    scheduled = tmp_path / "scheduled"
+async def test_a_backup_restores_into_a_new_database_with_everything_in_it(data_root: Path) -> None:
+    source, target, folder = data_root / "source", data_root / "target", data_root / "backups"
+    scheduled = data_root / "scheduled"
     first = Run(source, {"edge": free_port()}, extra={"FSG_BACKUP_INTERVAL_HOURS": "0.001",  # 3.6 s
                                                       "FSG_BACKUP_KEEP": "2", "FSG_BACKUP_DIR": str(scheduled)})
     try:
@@ -146,6 +146,11 @@ async def test_a_backup_restores_into_a_new_database_with_everything_in_it(tmp_p
             assert min(names) not in current
     finally:
         first.stop(signal.SIGTERM)
+    # A stopped stack's database is backed up too: started for the dump and stopped again.
+    cold = fsg(source, "backup", "--dir", str(folder))
+    assert cold.returncode == 0 and Path(cold.stdout.strip()) != backup_file, cold.stderr
+    assert len(list(folder.glob("fsg-*.dump"))) == 2
+    assert not EmbeddedPostgres(source, 1).is_running()
 
     # Into a new DATA_DIR: `fsg restore` makes its PostgreSQL, restores, and stops it again.
     restored = fsg(target, "restore", str(backup_file))
@@ -215,15 +220,15 @@ def test_a_database_with_data_is_refused_and_kept(stack: Stack, tmp_path: Path) 
     assert httpx.get(f"{stack.edge_url}/readyz").status_code == 200
 
 
-def test_force_replaces_a_database_in_one_transaction(tmp_path: Path) -> None:
+def test_force_replaces_a_database_in_one_transaction(data_root: Path) -> None:
     """--force on a database nothing is connected to: the tables come back as backed up (a change made after
     the backup is gone)."""
-    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server = EmbeddedPostgres(data_root / "pg", free_port())
     dsn = server.start()
     try:
         asyncio.run(bootstrap(dsn, REPO_ROOT / "migrations", "admin", "admin@example.test",
                               {"auth": "a" * 32, "billing": "b" * 32, "generation": "g" * 32}))
-        made = fsg(None, "backup", "--dir", str(tmp_path / "b"), database_url=dsn)
+        made = fsg(None, "backup", "--dir", str(data_root / "b"), database_url=dsn)
         assert made.returncode == 0, made.stderr
         before = asyncio.run(table_digests(dsn))
 

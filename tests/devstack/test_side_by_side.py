@@ -39,8 +39,8 @@ def _operator(module: str, data_dir: Path, *args: str) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=60)
 
 
-def test_two_stacks_run_side_by_side_each_with_its_own_data(tmp_path: Path) -> None:
-    dirs = {"a": tmp_path / "a", "b": tmp_path / "b"}
+def test_two_stacks_run_side_by_side_each_with_its_own_data(data_root: Path) -> None:
+    dirs = {"a": data_root / "a", "b": data_root / "b"}
     edges = {name: free_port() for name in dirs}
     runs = {name: Run(dirs[name], {"edge": edges[name]}) for name in dirs}
     try:
