@@ -222,7 +222,7 @@ def test_a_database_with_data_is_refused_and_kept(stack: Stack, tmp_path: Path) 
 
 def test_force_replaces_a_database_in_one_transaction(data_root: Path) -> None:
     """--force on a database nothing is connected to: the tables come back as backed up (a change made after
-    the backup is gone)."""
+    the backup is gone). A restore that fails part-way leaves the database as it was."""
     server = EmbeddedPostgres(data_root / "pg", free_port())
     dsn = server.start()
     try:
@@ -266,6 +266,37 @@ def test_force_replaces_a_database_in_one_transaction(data_root: Path) -> None:
         assert accounts == 1 and not extra and "permission denied" in refused
         after = fsg(None, "restore", made.stdout.strip(), database_url=dsn)  # not empty again: refused
         assert after.returncode == 1 and "not empty" in after.stderr
+
+        # A restore that fails late (creating the indexes, after every table was made and filled) changes nothing.
+        other = server.dsn("other")
+
+        async def fail_on_create_index(on: bool) -> int:
+            conn = await asyncpg.connect(dsn)
+            try:
+                if on:
+                    await conn.execute("CREATE DATABASE other")
+            finally:
+                await conn.close()
+            conn = await asyncpg.connect(other)
+            try:
+                if on:
+                    await conn.execute("""
+                        CREATE FUNCTION refuse() RETURNS event_trigger LANGUAGE plpgsql AS
+                        $$ BEGIN RAISE EXCEPTION 'no index today'; END $$;
+                        CREATE EVENT TRIGGER refuse ON ddl_command_end WHEN TAG IN ('CREATE INDEX')
+                            EXECUTE FUNCTION refuse()""")
+                else:
+                    await conn.execute("DROP EVENT TRIGGER refuse; DROP FUNCTION refuse()")
+                return int(await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))
+            finally:
+                await conn.close()
+        assert asyncio.run(fail_on_create_index(True)) == 0
+        failed = fsg(None, "restore", made.stdout.strip(), database_url=other)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "the restore failed and changed nothing" in failed.stderr and "no index today" in failed.stderr
+        assert asyncio.run(fail_on_create_index(False)) == 0  # not one of the tables it had made and filled
+        assert fsg(None, "restore", made.stdout.strip(), database_url=other).returncode == 0
+        assert asyncio.run(table_digests(other)) == before
     finally:
         server.stop()
 
