@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,6 +84,20 @@ def test_two_stacks_run_side_by_side_each_with_its_own_data(data_root: Path) -> 
             reconcile = _operator("services.billing.cli", dirs[name], "reconcile")
             assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
             assert "every purchase what Stripe says" in reconcile.stdout  # its own local Stripe, found by itself
+
+        # `fsg local-stripe refund` acts on b's own local Stripe and delivers to b's own edge (PORT 3000 is not it).
+        paid = httpx.post(f"{runs['b'].url}/api/purchases", headers={"X-API-Key": keys["b"]}, timeout=30,
+                          json={"pack": "starter", "testCard": "4242 4242 4242 4242"})
+        assert paid.status_code == 201, paid.text
+        deadline = time.monotonic() + 20
+        while (purchase := httpx.get(f"{runs['b'].url}/api/my-purchases", headers={"X-API-Key": keys["b"]}
+                                     ).json()["purchases"][0])["state"] != "succeeded":
+            assert time.monotonic() < deadline, "the webhook never credited the purchase"
+            time.sleep(0.2)
+        refunded = _operator("devstack.cli", dirs["b"], "local-stripe", "refund", purchase["paymentIntentId"])
+        assert refunded.returncode == 0 and '"outcome":"applied"' in refunded.stdout, refunded.stdout + refunded.stderr
+        assert httpx.get(f"{runs['b'].url}/api/my-purchases", headers={"X-API-Key": keys["b"]}
+                         ).json()["purchases"][0]["state"] == "refunded"
 
         # A restart (the other stack still running) reuses the kept ports and finds its data.
         runs["a"].stop(signal.SIGTERM)
