@@ -103,10 +103,10 @@ def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.St
     return grpc.StatusCode.OK
 
 
-def test_make_run_end_to_end(tmp_path: Path) -> None:
+def test_make_run_end_to_end(data_root: Path) -> None:
     ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe",
                                             "mailsink")}
-    first = Run(tmp_path, ports)
+    first = Run(data_root, ports)
     try:
         first.wait_ready()
         output = "\n".join(first.lines)
@@ -128,7 +128,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         remaining = structure.json()["usage"]["credits_remaining"]
         # The default threshold is 100 credits: that first call took johndoe below it, and the alert mail lands
         # in the local mail sink, where the launcher's banner says.
-        mail_dir = tmp_path.resolve() / "mail"
+        mail_dir = data_root.resolve() / "mail"
         assert f"LOCAL MAIL SINK at smtp://127.0.0.1:{ports['mailsink']}" in output and str(mail_dir) in output
         mail = _wait_for_mail(mail_dir, "john@example.com")
         assert f"running low: {remaining} left" in mail
@@ -158,7 +158,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         remaining = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": user_key}
                               ).json()["user"]["credits_remaining"]
         assert Decimal(str(remaining)) == Decimal(str(structure.json()["usage"]["credits_remaining"]))
-        token_file = tmp_path / "service-token"
+        token_file = data_root / "service-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         token = token_file.read_text().strip()
         assert _auth_call(ports["auth"]) == grpc.StatusCode.UNAUTHENTICATED
@@ -166,11 +166,11 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
     finally:
         first.stop(signal.SIGTERM)
     assert token not in "\n".join(first.lines)
-    assert (tmp_path / "localstripe" / "webhook-secret").read_text().strip() not in "\n".join(first.lines)
-    assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
+    assert (data_root / "localstripe" / "webhook-secret").read_text().strip() not in "\n".join(first.lines)
+    assert not EmbeddedPostgres(data_root, ports["pg"]).is_running()
     assert match.group(1) not in "\n".join(first.lines[first.lines.index(match.group(0)) + 1:])
 
-    second = Run(tmp_path, ports)
+    second = Run(data_root, ports)
     try:
         second.wait_ready()
         output = "\n".join(second.lines)
@@ -180,7 +180,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert stats.status_code == 200 and stats.json()["user"]["credits_remaining"] == remaining
         assert stats.json()["usage"]["total_requests"] == 1
         # Operator commands find the embedded database by themselves (no DATABASE_URL in their env).
-        operator_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DATA_DIR": str(tmp_path)}
+        operator_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DATA_DIR": str(data_root)}
         reconcile = subprocess.run([sys.executable, "-m", "services.billing.cli", "reconcile"], env=operator_env,
                                    capture_output=True, text=True, timeout=60)
         assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
@@ -196,7 +196,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
     finally:
         second.stop(signal.SIGINT)
     assert token not in "\n".join(second.lines)
-    assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
+    assert not EmbeddedPostgres(data_root, ports["pg"]).is_running()
 
 
 def test_make_run_uses_database_url_and_starts_no_postgres(tmp_path: Path, stack: Stack) -> None:
