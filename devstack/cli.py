@@ -117,7 +117,8 @@ def stack_ports(settings: StackSettings, simulate: bool, mail_sink: bool) -> dic
     hosts = {EDGE: "EDGE_HOST", "AUTH_PORT": "AUTH_HOST", "BILLING_PORT": "BILLING_HOST",
              "GENERATION_PORT": "GENERATION_HOST", "SIM_PORT": "SIM_HOST", "MAILSINK_PORT": "MAILSINK_HOST"}
     used = {EDGE, "AUTH_PORT", "BILLING_PORT", "GENERATION_PORT"}
-    if settings.database_url is None and not EmbeddedPostgres(settings.data_dir, ports["PG_PORT"]).is_running():
+    adopted = settings.database_url is None and EmbeddedPostgres(settings.data_dir, ports["PG_PORT"]).is_running()
+    if settings.database_url is None and not adopted:
         used.add("PG_PORT")  # (a server already running on this data directory is adopted, not started)
     used |= {"SIM_PORT"} if simulate else set()
     used |= {"LOCALSTRIPE_PORT"} if settings.stripe_secret_key is None else set()
@@ -128,7 +129,9 @@ def stack_ports(settings: StackSettings, simulate: bool, mail_sink: bool) -> dic
     try:
         check_free(wanted, given, settings.data_dir)
     except PortTaken as exc:
-        typer.secho(f"fsg run: {exc}", fg="red", err=True)
+        # Its PostgreSQL is up, so the likeliest holder is another launcher on this very DATA_DIR.
+        again = f" (is `make run` already running with DATA_DIR={settings.data_dir}?)" if adopted else ""
+        typer.secho(f"fsg run: {exc}{again}", fg="red", err=True)
         raise typer.Exit(1) from None
     return ports
 

@@ -99,6 +99,13 @@ def test_two_stacks_run_side_by_side_each_with_its_own_data(data_root: Path) -> 
         assert httpx.get(f"{runs['b'].url}/api/my-purchases", headers={"X-API-Key": keys["b"]}
                          ).json()["purchases"][0]["state"] == "refunded"
 
+        # A second launcher on a's DATA_DIR (another PORT) is refused in one line and leaves a's stack serving.
+        again = _launch(dirs["a"])
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert len(again.stderr.strip().splitlines()) == 1, again.stderr
+        assert f"is `make run` already running with DATA_DIR={dirs['a']}?" in again.stderr
+        assert httpx.get(f"{runs['a'].url}/readyz").status_code == 200
+
         # A restart (the other stack still running) reuses the kept ports and finds its data.
         runs["a"].stop(signal.SIGTERM)
         runs["a"] = Run(dirs["a"], {"edge": edges["a"]})
