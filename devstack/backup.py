@@ -107,7 +107,10 @@ def check_archive(file: Path) -> None:
 
 
 async def _prepare(dsn: str, force: bool) -> None:
-    conn = await asyncpg.connect(dsn)
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BackupError(f"cannot connect to the database: {exc}") from None
     try:
         tables = await conn.fetchval(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -123,7 +126,11 @@ async def _prepare(dsn: str, force: bool) -> None:
                 who = ", ".join(f"{row['usename']} ×{row['n']}" for row in connected)
                 raise BackupError(f"services are connected to the database ({who}): stop them (or `make run`) "
                                   "before replacing it")
-        await ensure_roles(conn)
+        try:
+            await ensure_roles(conn)
+        except asyncpg.InsufficientPrivilegeError:
+            raise BackupError("the services' roles (" + ", ".join(SERVICE_ROLES.values()) + ") are missing and this "
+                              "user may not create them: create them first (CREATE ROLE fsg_auth; …)") from None
     finally:
         await conn.close()
 

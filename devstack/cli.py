@@ -250,7 +250,7 @@ def backup_command(
     try:
         with operator_database(settings, create=False) as dsn:
             typer.echo(backup(dsn, folder, kept))
-    except (BackupError, PortTaken) as exc:
+    except (BackupError, PortTaken, RuntimeError) as exc:  # RuntimeError: the embedded server would not start
         raise _failed("backup", exc) from None
 
 
@@ -266,7 +266,7 @@ def restore_command(
         check_archive(file)  # before any server is started
         with operator_database(settings, create=True) as dsn:
             restore(dsn, file, force)
-    except (BackupError, PortTaken) as exc:
+    except (BackupError, PortTaken, RuntimeError) as exc:  # RuntimeError: the embedded server would not start
         raise _failed("restore", exc) from None
     typer.echo(f"restored {file}. The services' roles get their logins and passwords from the bootstrap: start "
                "the stack (`make run`) or run `fsg bootstrap`.")

@@ -327,6 +327,13 @@ def test_keep_prunes_to_the_newest(stack: Stack, tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("fsg-*.dump"))) == 1 and (tmp_path / "notes.txt").exists()
     nothing = fsg(tmp_path / "no-stack", "backup")
     assert nothing.returncode == 1 and "holds no embedded database" in nothing.stderr
+    # A database that does not answer: one line each, and never its password.
+    port = free_port()
+    nowhere = f"postgresql://fsg:Pa55word-{uuid.uuid4().hex}@127.0.0.1:{port}/filmscript"
+    for args in (("backup", "--dir", str(tmp_path)), ("restore", str(sorted(tmp_path.glob("fsg-*.dump"))[-1]))):
+        failed = fsg(None, *args, database_url=nowhere)
+        assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+        assert "Pa55word" not in failed.stdout + failed.stderr and str(port) in failed.stderr, failed.stderr
 
 
 def test_keep_must_be_positive(tmp_path: Path) -> None:
