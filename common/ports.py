@@ -95,10 +95,11 @@ def assign_ports(data_dir: Path, given: Mapping[str, int | None], edge_port: int
     """The launcher's ports: each internal one from its variable, else kept in ports.json, else chosen now;
     written back (with the edge's) so that a restart and the operator commands find them."""
     kept = kept_ports(data_dir)
-    ports: dict[str, int] = {}
+    ports = {variable: port for variable in INTERNAL if (port := given.get(variable) or kept.get(variable))}
     for variable in INTERNAL:
-        port = given.get(variable) or kept.get(variable)
-        ports[variable] = port if port is not None else _choose(set(ports.values()) | {edge_port})
+        if variable not in ports:
+            ports[variable] = _choose(set(ports.values()) | {edge_port})
+    ports = {variable: ports[variable] for variable in INTERNAL}
     data_dir.mkdir(parents=True, exist_ok=True)
     path = ports_file(data_dir)
     partial = path.with_suffix(".partial")

@@ -43,10 +43,11 @@ def _operator(module: str, data_dir: Path, *args: str) -> subprocess.CompletedPr
 def test_two_stacks_run_side_by_side_each_with_its_own_data(data_root: Path) -> None:
     dirs = {"a": data_root / "a", "b": data_root / "b"}
     edges = {name: free_port() for name in dirs}
-    runs = {name: Run(dirs[name], {"edge": edges[name]}) for name in dirs}
+    runs: dict[str, Run] = {}
     try:
-        for run in runs.values():
-            run.wait_ready()
+        for name in dirs:  # b starts while a runs, as a second `make run` would (a's ports are then taken)
+            runs[name] = Run(dirs[name], {"edge": edges[name]})
+            runs[name].wait_ready()
         kept = {name: json.loads((dirs[name] / "ports.json").read_text()) for name in dirs}
         for name in dirs:
             assert set(kept[name]) == {*INTERNAL, "PORT"} and kept[name]["PORT"] == edges[name]
