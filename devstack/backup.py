@@ -71,14 +71,17 @@ def backup(dsn: str, directory: Path, keep: int) -> Path:
     """Dump the database into a new timestamped file in `directory`, then delete all but the newest `keep`."""
     if keep < 1:
         raise BackupError("--keep must be at least 1")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for stale in directory.glob(f"fsg-*.dump{PARTIAL_SUFFIX}"):  # left by a dump that was killed
-        stale.unlink()
     target = directory / f"fsg-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}.dump"
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in directory.glob(f"fsg-*.dump{PARTIAL_SUFFIX}"):  # left by a dump that was killed
+            stale.unlink()
+        # The dump holds key hashes and webhook secrets: only its owner may read it.
+        partial.touch(mode=0o600)
+    except OSError as exc:
+        raise BackupError(f"cannot write backups to {directory}: {exc.strerror}") from None
     url, env = libpq(dsn)
-    # The dump holds key hashes and webhook secrets: only its owner may read it.
-    partial.touch(mode=0o600)
     done = subprocess.run([_tool("pg_dump"), "--format=custom", f"--file={partial}", f"--dbname={url}"],
                           env={**os.environ, **env}, capture_output=True, text=True, check=False)
     if done.returncode != 0:

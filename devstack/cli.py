@@ -229,7 +229,7 @@ def _backup_every(settings: StackSettings, directory: Path, keep: int, hours: fl
         try:
             with operator_database(settings, create=False) as dsn:
                 typer.echo(backup(dsn, directory, keep))
-        except (BackupError, PortTaken, RuntimeError) as exc:
+        except (BackupError, PortTaken, RuntimeError, OSError) as exc:
             typer.secho(f"fsg backup: {exc}", fg="red", err=True)
             time.sleep(min(interval, 60))
 

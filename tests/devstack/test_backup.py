@@ -327,6 +327,12 @@ def test_keep_prunes_to_the_newest(stack: Stack, tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("fsg-*.dump"))) == 1 and (tmp_path / "notes.txt").exists()
     nothing = fsg(tmp_path / "no-stack", "backup")
     assert nothing.returncode == 1 and "holds no embedded database" in nothing.stderr
+    # A folder that cannot be made: one line.
+    (tmp_path / "a-file").write_text("")
+    nowhere_dir = tmp_path / "a-file" / "backups"
+    unwritable = fsg(None, "backup", "--dir", str(nowhere_dir), database_url=stack.dsn)
+    assert unwritable.returncode == 1, unwritable.stderr
+    assert unwritable.stderr.strip() == f"fsg backup: cannot write backups to {nowhere_dir}: Not a directory"
     # A database that does not answer: one line each, and never its password.
     port = free_port()
     nowhere = f"postgresql://fsg:Pa55word-{uuid.uuid4().hex}@127.0.0.1:{port}/filmscript"
@@ -339,3 +345,17 @@ def test_keep_prunes_to_the_newest(stack: Stack, tmp_path: Path) -> None:
 def test_keep_must_be_positive(tmp_path: Path) -> None:
     refused = fsg(tmp_path, "backup", "--keep", "0")
     assert refused.returncode == 2 and "--keep" in refused.stderr
+
+
+def test_a_failing_scheduled_backup_leaves_make_run_serving(data_root: Path) -> None:
+    """honcho stops every process when one ends, so the schedule reports a failed backup and carries on."""
+    (data_root / "a-file").write_text("")
+    run = Run(data_root / "data", {"edge": free_port()},
+              extra={"FSG_BACKUP_INTERVAL_HOURS": "0.001", "FSG_BACKUP_DIR": str(data_root / "a-file" / "backups")})
+    try:
+        run.wait_ready()
+        _wait(lambda: sum("fsg backup: cannot write backups to" in line for line in run.lines) >= 2,
+              "the schedule did not try (and report) twice:\n" + "\n".join(run.lines), timeout=150)
+        assert run.proc.poll() is None and httpx.get(f"{run.url}/readyz").status_code == 200
+    finally:
+        run.stop(signal.SIGTERM)
