@@ -46,3 +46,11 @@ async def enable_logins(conn: asyncpg.Connection, passwords: dict[str, str]) -> 
         statement = await conn.fetchval("SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)",
                                         SERVICE_ROLES[service], password)
         await conn.execute(statement)
+
+
+async def ensure_roles(conn: asyncpg.Connection) -> None:
+    """Create each service's role, NOLOGIN, where it is missing (as migration 0011 does): a restore into a new
+    cluster needs them before the backup's GRANTs can name them. Roles that exist are left as they are."""
+    for role in SERVICE_ROLES.values():
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role):
+            await conn.execute(await conn.fetchval("SELECT format('CREATE ROLE %I NOLOGIN', $1::text)", role))

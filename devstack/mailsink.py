@@ -21,9 +21,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic_settings import SettingsConfigDict
 
 from common.logging import setup_logging
-from common.settings import CommonSettings
+from common.settings import DEFAULT_MAILSINK_PORT, CommonSettings
 
-DEFAULT_MAILSINK_PORT = 2525
 log = logging.getLogger(__name__)
 
 

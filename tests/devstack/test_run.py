@@ -27,20 +27,23 @@ from devstack.embedded_pg import EmbeddedPostgres
 from protos import auth_pb2, auth_pb2_grpc
 from tests.stack import Stack, free_port
 
+#: The launcher's port variables by the short names tests use; a port not given is the data directory's own.
+PORT_VARIABLES = {"pg": "PG_PORT", "edge": "PORT", "auth": "AUTH_PORT", "billing": "BILLING_PORT",
+                  "generation": "GENERATION_PORT", "sim": "SIM_PORT", "stripe": "LOCALSTRIPE_PORT",
+                  "mailsink": "MAILSINK_PORT"}
+
 
 class Run:
     def __init__(self, data_dir: Path, ports: dict[str, int], database_url: str | None = None,
                  extra: dict[str, str] | None = None) -> None:
-        env = {**os.environ, "DATA_DIR": str(data_dir), "PG_PORT": str(ports["pg"]), "PORT": str(ports["edge"]),
-               "AUTH_PORT": str(ports["auth"]), "BILLING_PORT": str(ports["billing"]),
-               "GENERATION_PORT": str(ports["generation"]), "SIM_PORT": str(ports["sim"]),
-               "LOCALSTRIPE_PORT": str(ports["stripe"]), "MAILSINK_PORT": str(ports["mailsink"]),
-               "LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
         for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "FSG_SERVICE_TOKEN",
                      "FSG_SERVICE_TOKEN_FILE", "FSG_SERVICE_AUTH", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
                      "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY", "SMTP_URL", "FSG_TLS", "FSG_TLS_DIR", "FSG_TLS_CA",
-                     "FSG_TLS_CERT", "FSG_TLS_KEY", "EDGE_TLS_CERT", "EDGE_TLS_KEY"):
+                     "FSG_TLS_CERT", "FSG_TLS_KEY", "EDGE_TLS_CERT", "EDGE_TLS_KEY", "AUTH_ADDR", "BILLING_ADDR",
+                     "GENERATION_ADDR", *PORT_VARIABLES.values()):
             env.pop(name, None)
+        env.update({PORT_VARIABLES[name]: str(port) for name, port in ports.items()})
         if database_url:
             env["DATABASE_URL"] = database_url
         env.update(extra or {})
@@ -105,10 +108,10 @@ def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = (), tls_dir: P
     return grpc.StatusCode.OK
 
 
-def test_make_run_end_to_end(tmp_path: Path) -> None:
+def test_make_run_end_to_end(data_root: Path) -> None:
     ports = {name: free_port() for name in ("pg", "edge", "auth", "billing", "generation", "sim", "stripe",
                                             "mailsink")}
-    first = Run(tmp_path, ports)
+    first = Run(data_root, ports)
     try:
         first.wait_ready()
         output = "\n".join(first.lines)
@@ -130,7 +133,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         remaining = structure.json()["usage"]["credits_remaining"]
         # The default threshold is 100 credits: that first call took johndoe below it, and the alert mail lands
         # in the local mail sink, where the launcher's banner says.
-        mail_dir = tmp_path.resolve() / "mail"
+        mail_dir = data_root.resolve() / "mail"
         assert f"LOCAL MAIL SINK at smtp://127.0.0.1:{ports['mailsink']}" in output and str(mail_dir) in output
         mail = _wait_for_mail(mail_dir, "john@example.com")
         assert f"running low: {remaining} left" in mail
@@ -160,10 +163,10 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         remaining = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": user_key}
                               ).json()["user"]["credits_remaining"]
         assert Decimal(str(remaining)) == Decimal(str(structure.json()["usage"]["credits_remaining"]))
-        token_file = tmp_path / "service-token"
+        token_file = data_root / "service-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         token = token_file.read_text().strip()
-        tls_dir = tmp_path / "tls"
+        tls_dir = data_root / "tls"
         assert {key.name: key.stat().st_mode & 0o777 for key in tls_dir.glob("*.key")} == {
             f"{name}.key": 0o600 for name in ("ca", "auth", "billing", "generation", "edge", "operator", "postgres")}
         bearer = (("authorization", f"Bearer {token}"),)
@@ -173,11 +176,11 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
     finally:
         first.stop(signal.SIGTERM)
     assert token not in "\n".join(first.lines)
-    assert (tmp_path / "localstripe" / "webhook-secret").read_text().strip() not in "\n".join(first.lines)
-    assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
+    assert (data_root / "localstripe" / "webhook-secret").read_text().strip() not in "\n".join(first.lines)
+    assert not EmbeddedPostgres(data_root, ports["pg"]).is_running()
     assert match.group(1) not in "\n".join(first.lines[first.lines.index(match.group(0)) + 1:])
 
-    second = Run(tmp_path, ports)
+    second = Run(data_root, ports)
     try:
         second.wait_ready()
         output = "\n".join(second.lines)
@@ -187,7 +190,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert stats.status_code == 200 and stats.json()["user"]["credits_remaining"] == remaining
         assert stats.json()["usage"]["total_requests"] == 1
         # Operator commands find the embedded database by themselves (no DATABASE_URL in their env).
-        operator_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DATA_DIR": str(tmp_path)}
+        operator_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DATA_DIR": str(data_root)}
         reconcile = subprocess.run([sys.executable, "-m", "services.billing.cli", "reconcile"], env=operator_env,
                                    capture_output=True, text=True, timeout=60)
         assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
@@ -200,11 +203,11 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert httpx.get(f"{second.url}/api/admin/users", headers={"X-API-Key": new_admin.group(1)}).status_code == 200
         assert token_file.read_text().strip() == token  # kept across restarts
         bearer = (("authorization", f"Bearer {token}"),)
-        assert _auth_call(ports["auth"], bearer, tmp_path / "tls") == grpc.StatusCode.OK
+        assert _auth_call(ports["auth"], bearer, data_root / "tls") == grpc.StatusCode.OK
     finally:
         second.stop(signal.SIGINT)
     assert token not in "\n".join(second.lines)
-    assert not EmbeddedPostgres(tmp_path, ports["pg"]).is_running()
+    assert not EmbeddedPostgres(data_root, ports["pg"]).is_running()
 
 
 def test_make_run_uses_database_url_and_starts_no_postgres(tmp_path: Path, stack: Stack) -> None:
