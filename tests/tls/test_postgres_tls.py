@@ -121,11 +121,12 @@ async def test_the_launcher_with_pg_ssl_hands_out_verify_full(tmp_path: Path,
     """`make run`'s own path: PG_SSL=on with PG_BIN_DIR makes the certificates in DATA_DIR/tls and starts the
     server with them; the URL it yields verifies against that CA and the connection is encrypted."""
     assert SYSTEM is not None
-    for name, value in {"DATA_DIR": str(tmp_path), "PG_PORT": str(free_port()), "PG_SSL": "on",
+    port = free_port()
+    for name, value in {"DATA_DIR": str(tmp_path), "PG_PORT": str(port), "PG_SSL": "on",
                         "PG_BIN_DIR": str(SYSTEM)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    with database(StackSettings()) as dsn:
+    with database(StackSettings(), port) as dsn:
         assert f"sslmode=verify-full&sslrootcert={tmp_path.resolve()}/tls/ca.crt" in dsn
         assert (tmp_path / "tls" / "postgres.key").stat().st_mode & 0o777 == 0o600
         conn = await asyncpg.connect(dsn)
