@@ -76,3 +76,12 @@ class StackSettings(CommonSettings):
 
     def backups_dir(self) -> Path:
         return self.backup_dir if self.backup_dir is not None else self.data_dir.resolve() / "backups"
+
+
+class BackupSettings(StackSettings):
+    """What `fsg backup` and `fsg restore` read: the stack's settings (with no DATABASE_URL they find DATA_DIR's
+    embedded database), of which a deployment's backup job must give only the owner's URL and the folder: the
+    role passwords are the bootstrap's business, and the default folder (DATA_DIR/backups) lies on the
+    container's read-only root."""
+
+    DEPLOY_REQUIRED = ("database_url", "backup_dir")

@@ -27,8 +27,9 @@ def _by_kind(objects: Objects, kind: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
-def _component(obj: dict[str, Any]) -> str:
-    return str(obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+def _component(template: dict[str, Any]) -> str:
+    """The component label of a pod template (workloads() finds a CronJob's under its jobTemplate)."""
+    return str(template["metadata"]["labels"]["app.kubernetes.io/component"])
 
 
 def test_there_are_overlays_and_each_makes_the_whole_system(rendered: dict[str, Objects]) -> None:
@@ -146,7 +147,7 @@ def test_the_bootstrap_job_migrates_with_the_owner_and_the_role_passwords(
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_image_is_the_one_image_everywhere(rendered: dict[str, Objects], overlay: str) -> None:
-    images = {c["image"] for obj, t in workloads(rendered[overlay]) if _component(obj) != "database"
+    images = {c["image"] for _, t in workloads(rendered[overlay]) if _component(t) != "database"
               for c in t["spec"]["containers"]}
     assert len(images) == 1, images
     (image,) = images
@@ -157,7 +158,7 @@ def test_the_image_is_the_one_image_everywhere(rendered: dict[str, Objects], ove
 def test_prod_reaches_an_external_database_by_address(rendered: dict[str, Objects]) -> None:
     """prod runs no database pod: its policies name the database's network instead, a private one."""
     objects = rendered["prod"]
-    assert not any(_component(o) == "database" for o, _ in workloads(objects))
+    assert not any(_component(t) == "database" for _, t in workloads(objects))
     blocks = {peer["ipBlock"]["cidr"] for p in _by_kind(objects, "NetworkPolicy").values()
               for rule in p["spec"].get("egress", []) for peer in rule.get("to", []) if "ipBlock" in peer}
     assert any(ipaddress.ip_network(b).is_private for b in blocks), blocks
