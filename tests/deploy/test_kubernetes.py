@@ -184,3 +184,35 @@ def test_the_services_are_headless_and_dialled_by_dns_targets(rendered: dict[str
                         p["port"] for p in services[host.split(".")[0]]["spec"]["ports"]}, target
                     dialled.add(host.split(".")[0])
     assert dialled == set(SERVICES), dialled
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_backup_cronjob_dumps_daily_one_at_a_time_as_the_owner_onto_a_claim(
+        rendered: dict[str, Objects], overlay: str) -> None:
+    """The CronJob runs the backup process daily, never two at once (a dump still running when the next is due
+    would race it for the folder and the pruning), with the database owner's URL (the bootstrap's: a service
+    role reads only its own tables), into FSG_BACKUP_DIR on a PersistentVolumeClaim the overlay makes, as a
+    non-root user the volume is made writable for (fsGroup), with a read-only root and a writable /tmp."""
+    objects = rendered[overlay]
+    cron = _by_kind(objects, "CronJob")["fsg-backup"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    minute, hour, *every_day = cron["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and every_day == ["*", "*", "*"], f"not daily: {cron['schedule']}"
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] in ("OnFailure", "Never")
+    (container,) = pod["containers"]
+    assert process_of(container["command"])[0] == "backup"
+    env = container_env(container)
+    (bootstrap,) = _by_kind(objects, "Job")["fsg-bootstrap"]["spec"]["template"]["spec"]["containers"]
+    assert env["DATABASE_URL"]["valueFrom"] == container_env(bootstrap)["DATABASE_URL"]["valueFrom"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    claim = mounts[env["FSG_BACKUP_DIR"]["value"]]["persistentVolumeClaim"]["claimName"]
+    assert claim in _by_kind(objects, "PersistentVolumeClaim"), f"{overlay}: no PVC {claim}"
+    assert "emptyDir" in mounts["/tmp"]
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+    assert security["fsGroup"] == security["runAsGroup"], "the claim must be writable by the process's group"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()
