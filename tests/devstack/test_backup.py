@@ -29,7 +29,8 @@ import httpx
 
 from common.db_roles import service_dsn
 from common.service_auth import authenticated_channel, parse_tokens
-from common.settings import REPO_ROOT
+from common.settings import REPO_ROOT, CommonSettings
+from common.tls import load_tls
 from devstack.bootstrap import bootstrap
 from devstack.embedded_pg import EmbeddedPostgres
 from protos import billing_pb2, billing_pb2_grpc
@@ -81,7 +82,9 @@ def _wait(predicate: object, what: str, timeout: float = 30) -> None:
 async def _billing(data_dir: Path) -> tuple[grpc.aio.Channel, billing_pb2_grpc.BillingStub]:
     port = json.loads((data_dir / "ports.json").read_text())["BILLING_PORT"]
     tokens = parse_tokens((data_dir / "service-token").read_text(), "the stack's token file")
-    channel = authenticated_channel(f"127.0.0.1:{port}", tokens, [])
+    # `make run` speaks mutual TLS inside (FSG_TLS=on): present the operator certificate it made in DATA_DIR/tls
+    tls = load_tls(CommonSettings(FSG_TLS_DIR=str(data_dir / "tls")), "operator")  # type: ignore[call-arg]
+    channel = authenticated_channel(f"127.0.0.1:{port}", tokens, [], tls=tls)
     return channel, billing_pb2_grpc.BillingStub(channel)
 
 
