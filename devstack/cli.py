@@ -36,7 +36,7 @@ from devstack.bootstrap import admin_lines, bootstrap
 from devstack.certs import ensure_certs, parse_hostnames
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir
 from devstack.mailsink import mail_dir
-from devstack.settings import StackSettings
+from devstack.settings import BackupSettings, StackSettings
 from devstack.stripe_events import app as local_stripe_app
 
 app = typer.Typer(help="Film Script Generator: run the stack and its operator steps.", no_args_is_help=True)
@@ -290,7 +290,7 @@ def backup_command(
 ) -> None:
     """pg_dump -Fc of the database (DATABASE_URL, or DATA_DIR's embedded one) into a new timestamped file;
     deletes all but the newest --keep and prints the file."""
-    settings = StackSettings()
+    settings = BackupSettings()
     folder = directory if directory is not None else settings.backups_dir()
     kept = keep if keep is not None else settings.backup_keep
     if every:
@@ -309,7 +309,7 @@ def restore_command(
 ) -> None:
     """Restore a backup into DATABASE_URL, or DATA_DIR's embedded database (started, and created, if need
     be), which must be empty unless --force."""
-    settings = StackSettings()
+    settings = BackupSettings()
     try:
         check_archive(file)  # before any server is started
         with operator_database(settings, create=True) as dsn:

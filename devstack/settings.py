@@ -5,7 +5,7 @@ kept in DATA_DIR/ports.json.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -16,7 +16,8 @@ from common.settings import DEFAULT_EDGE_PORT, CommonSettings
 
 class StackSettings(CommonSettings):
     #: What `fsg bootstrap` (the deployments' migration Job) needs; `fsg run` makes all of it itself.
-    DEPLOY_REQUIRED = ("database_url", "auth_db_password", "billing_db_password", "generation_db_password")
+    DEPLOY_REQUIRED: ClassVar[tuple[str, ...]] = (
+        "database_url", "auth_db_password", "billing_db_password", "generation_db_password")
 
     pg_port: int | None = Field(None, validation_alias="PG_PORT")
     #: Run the embedded PostgreSQL with ssl=on (its certificate from DATA_DIR/tls) and hand out URLs with
@@ -76,3 +77,12 @@ class StackSettings(CommonSettings):
 
     def backups_dir(self) -> Path:
         return self.backup_dir if self.backup_dir is not None else self.data_dir.resolve() / "backups"
+
+
+class BackupSettings(StackSettings):
+    """What `fsg backup` and `fsg restore` read: the stack's settings (with no DATABASE_URL they find DATA_DIR's
+    embedded database), of which a deployment's backup job must give only the owner's URL and the folder: the
+    role passwords are the bootstrap's business, and the default folder (DATA_DIR/backups) lies on the
+    container's read-only root."""
+
+    DEPLOY_REQUIRED: ClassVar[tuple[str, ...]] = ("database_url", "backup_dir")

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from pydantic_settings import EnvSettingsSource
 
 from common.settings import REPO_ROOT, CommonSettings
-from devstack.settings import StackSettings
+from devstack.settings import BackupSettings, StackSettings
 from edge.settings import EdgeSettings
 from services.auth.settings import AuthSettings
 from services.billing.settings import BillingSettings
@@ -30,13 +30,18 @@ OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomiz
 #: The Kubernetes release the manifests are validated against (kubernetes-validate's newest schemas).
 KUBERNETES_VERSION = "1.37.0"
 
-#: Every process a deployment runs, by the command that starts it, and the settings class it reads.
+#: Every process a deployment runs, by the command that starts it, and the settings class it reads. One
+#: process may be started two ways: the backup is a long-running `--every` loop in compose, which has no
+#: scheduler, and a one-shot run of a CronJob on Kubernetes; both read the same settings, so both must be
+#: given the same names.
 PROCESSES: dict[tuple[str, ...], tuple[str, type[CommonSettings]]] = {
     ("python", "-m", "services.auth.server"): ("auth", AuthSettings),
     ("python", "-m", "services.billing.server"): ("billing", BillingSettings),
     ("python", "-m", "services.generation.server"): ("generation", GenerationSettings),
     ("python", "-m", "edge"): ("edge", EdgeSettings),
     ("fsg", "bootstrap"): ("bootstrap", StackSettings),
+    ("fsg", "backup", "--every", "${FSG_BACKUP_INTERVAL_HOURS:-24}"): ("backup", BackupSettings),
+    ("fsg", "backup"): ("backup", BackupSettings),
 }
 
 
@@ -75,7 +80,7 @@ def required(cls: type[CommonSettings]) -> frozenset[str]:
 
 
 #: The processes that speak gRPC, each with its own TLS identity (common/tls.py): their deployments must turn
-#: mutual TLS on. The bootstrap talks only to the database.
+#: mutual TLS on. The bootstrap and the backup talk only to the database.
 GRPC_PROCESSES = ("auth", "billing", "generation", "edge")
 #: The ways to turn it on: a directory laid out by `fsg certs`, or the three files one by one.
 TLS_SETTINGS = (frozenset({"FSG_TLS_DIR"}), frozenset({"FSG_TLS_CA", "FSG_TLS_CERT", "FSG_TLS_KEY"}))
@@ -137,10 +142,12 @@ def build(tree: Path, overlay: str) -> list[dict[str, Any]]:
 
 
 def workloads(objects: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(object, pod template spec) of each Deployment, StatefulSet and Job."""
+    """(object, pod template) of each Deployment, StatefulSet, Job and CronJob (its jobTemplate's pods)."""
     for obj in objects:
         if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
             yield obj, obj["spec"]["template"]
+        elif obj["kind"] == "CronJob":
+            yield obj, obj["spec"]["jobTemplate"]["spec"]["template"]
 
 
 def container_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:

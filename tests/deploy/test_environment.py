@@ -60,10 +60,11 @@ def _k8s_processes(objects: list[dict[str, Any]]) -> dict[str, set[str]]:
 def _check(where: str, declared: dict[str, set[str]]) -> list[str]:
     problems = []
     assert set(declared) == {p for p, _ in PROCESSES.values()}, f"{where} runs {sorted(declared)}"
-    for command, (process, cls) in PROCESSES.items():
+    classes = {process: cls for process, cls in PROCESSES.values()}  # a process started two ways is checked once
+    for process, cls in classes.items():
         names = declared[process]
         for name in sorted(required(cls) - names):
-            problems.append(f"{where}: {process} ({' '.join(command)}) needs {name} and is not given it")
+            problems.append(f"{where}: {process} ({cls.__name__}) needs {name} and is not given it")
         for name in sorted(names - reads(cls)):
             problems.append(f"{where}: {process} is given {name}, which {cls.__name__} does not read")
         if process in GRPC_PROCESSES and not any(way <= names for way in TLS_SETTINGS):

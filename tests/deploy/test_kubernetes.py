@@ -27,8 +27,9 @@ def _by_kind(objects: Objects, kind: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
-def _component(obj: dict[str, Any]) -> str:
-    return str(obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+def _component(template: dict[str, Any]) -> str:
+    """The component label of a pod template (workloads() finds a CronJob's under its jobTemplate)."""
+    return str(template["metadata"]["labels"]["app.kubernetes.io/component"])
 
 
 def test_there_are_overlays_and_each_makes_the_whole_system(rendered: dict[str, Objects]) -> None:
@@ -146,7 +147,7 @@ def test_the_bootstrap_job_migrates_with_the_owner_and_the_role_passwords(
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_image_is_the_one_image_everywhere(rendered: dict[str, Objects], overlay: str) -> None:
-    images = {c["image"] for obj, t in workloads(rendered[overlay]) if _component(obj) != "database"
+    images = {c["image"] for _, t in workloads(rendered[overlay]) if _component(t) != "database"
               for c in t["spec"]["containers"]}
     assert len(images) == 1, images
     (image,) = images
@@ -157,7 +158,7 @@ def test_the_image_is_the_one_image_everywhere(rendered: dict[str, Objects], ove
 def test_prod_reaches_an_external_database_by_address(rendered: dict[str, Objects]) -> None:
     """prod runs no database pod: its policies name the database's network instead, a private one."""
     objects = rendered["prod"]
-    assert not any(_component(o) == "database" for o, _ in workloads(objects))
+    assert not any(_component(t) == "database" for _, t in workloads(objects))
     blocks = {peer["ipBlock"]["cidr"] for p in _by_kind(objects, "NetworkPolicy").values()
               for rule in p["spec"].get("egress", []) for peer in rule.get("to", []) if "ipBlock" in peer}
     assert any(ipaddress.ip_network(b).is_private for b in blocks), blocks
@@ -183,3 +184,35 @@ def test_the_services_are_headless_and_dialled_by_dns_targets(rendered: dict[str
                         p["port"] for p in services[host.split(".")[0]]["spec"]["ports"]}, target
                     dialled.add(host.split(".")[0])
     assert dialled == set(SERVICES), dialled
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_backup_cronjob_dumps_daily_one_at_a_time_as_the_owner_onto_a_claim(
+        rendered: dict[str, Objects], overlay: str) -> None:
+    """The CronJob runs the backup process daily, never two at once (a dump still running when the next is due
+    would race it for the folder and the pruning), with the database owner's URL (the bootstrap's: a service
+    role reads only its own tables), into FSG_BACKUP_DIR on a PersistentVolumeClaim the overlay makes, as a
+    non-root user the volume is made writable for (fsGroup), with a read-only root and a writable /tmp."""
+    objects = rendered[overlay]
+    cron = _by_kind(objects, "CronJob")["fsg-backup"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    minute, hour, *every_day = cron["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and every_day == ["*", "*", "*"], f"not daily: {cron['schedule']}"
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] in ("OnFailure", "Never")
+    (container,) = pod["containers"]
+    assert process_of(container["command"])[0] == "backup"
+    env = container_env(container)
+    (bootstrap,) = _by_kind(objects, "Job")["fsg-bootstrap"]["spec"]["template"]["spec"]["containers"]
+    assert env["DATABASE_URL"]["valueFrom"] == container_env(bootstrap)["DATABASE_URL"]["valueFrom"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    claim = mounts[env["FSG_BACKUP_DIR"]["value"]]["persistentVolumeClaim"]["claimName"]
+    assert claim in _by_kind(objects, "PersistentVolumeClaim"), f"{overlay}: no PVC {claim}"
+    assert "emptyDir" in mounts["/tmp"]
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+    assert security["fsGroup"] == security["runAsGroup"], "the claim must be writable by the process's group"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()

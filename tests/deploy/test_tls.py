@@ -96,13 +96,14 @@ def _tls_mount(obj: dict[str, Any], template: dict[str, Any], secrets: dict[str,
 def test_every_deployment_mounts_its_own_identity_and_no_other(rendered: dict[str, Objects], overlay: str) -> None:
     """Each gRPC process mounts exactly one certificate Secret, read-only, holding the CA and *its own* pair
     (the certificate's common name says whose: `fsg-<identity>`), and points FSG_TLS_CA/CERT/KEY at those
-    files. The CA's key is in no Secret. The bootstrap Job, which speaks no gRPC, mounts none."""
+    files. The CA's key is in no Secret. The processes that speak no gRPC (the bootstrap Job, the backup
+    CronJob) mount none."""
     objects = rendered[overlay]
     secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
     seen = set()
     for obj, template in workloads(objects):
         (container,) = template["spec"]["containers"]
-        if tuple(container.get("command", ())) == ("fsg", "bootstrap") or "postgres" in str(container["image"]):
+        if "postgres" in str(container["image"]) or process_of(container["command"])[0] not in GRPC_PROCESSES:
             assert _tls_mount(obj, template, secrets) is None, f"{obj['metadata']['name']} needs no certificate"
             continue
         identity, _ = process_of(container["command"])
