@@ -5,6 +5,6 @@ COPY . .
 # Editable install, so the code, migrations/ and the generated protos all resolve from /app.
 RUN pip install --no-cache-dir -e . \
  && python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. protos/*.proto
-ENV MIGRATIONS_DIR=/app/migrations PYTHONUNBUFFERED=1
+ENV MIGRATIONS_DIR=/app/migrations PYTHONUNBUFFERED=1 LOG_FORMAT=json
 USER nobody
 EXPOSE 3000 50061 50062 50063

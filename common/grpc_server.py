@@ -20,6 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.errors import DomainErrorInterceptor
+from common.logging import get_logger
+from common.request_id import RequestIdInterceptor
 from common.service_auth import ServiceTokenInterceptor, ServiceTokens
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def create_server(
 
     `tokens` is required (None only when FSG_SERVICE_AUTH=off) so no server is built without deciding.
     """
-    interceptors: list[grpc.aio.ServerInterceptor] = [DomainErrorInterceptor()]
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(), DomainErrorInterceptor()]
     if tokens is not None:
         interceptors.insert(0, ServiceTokenInterceptor(tokens))  # first: refuse before any other work
     server = grpc.aio.server(
@@ -89,7 +91,8 @@ async def watch_database(
             status = NOT_SERVING
         if status != current:
             if status == NOT_SERVING:
-                log.warning("database unreachable: health NOT_SERVING")
+                get_logger(__name__).warning("db.connection_problem", where="health",
+                                             message="database unreachable: health NOT_SERVING")
             await set_health(health_servicer, names, status)
             current = status
         await asyncio.sleep(interval)

@@ -79,6 +79,9 @@ def process_env(settings: StackSettings, simulate: bool, mail_sink: bool = False
         GENERATION_ADDR=f"127.0.0.1:{settings.generation_port}",
         SIM_PORT=str(settings.simulator_port),
     )
+    # Readable lines in a terminal; production's default is JSON lines (README, "Logging"). An operator's
+    # own LOG_FORMAT wins.
+    env.setdefault("LOG_FORMAT", "console")
     if settings.service_auth == "on" and settings.service_token is None and settings.service_token_file is None:
         # Every process reads the same file; a path, not the secret, goes into their environments.
         env["FSG_SERVICE_TOKEN_FILE"] = str(ensure_token_file(settings.data_dir.resolve() / "service-token"))

@@ -13,7 +13,7 @@ from edge.settings import EdgeSettings
 
 def main() -> None:
     settings = EdgeSettings()
-    setup_logging("edge", settings.log_level)
+    setup_logging("edge", settings.log_level, settings.log_format)
     tokens_or_exit(settings)  # fail here with one clear line, not inside each worker's start-up
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactingFilter())

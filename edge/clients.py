@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common.grpc_server import MAX_MESSAGE_BYTES
+from common.request_id import RequestIdChannel
 from common.service_auth import authenticated_channel, load_tokens
 from edge.batching import BatchedUnary
 from edge.errors import ApiError, from_grpc
@@ -56,7 +57,7 @@ class ServiceClients:
             ("billing", settings.billing_addr),
             ("generation", settings.generation_addr),
         ):
-            channel = authenticated_channel(addr, tokens, _CHANNEL_OPTIONS)
+            channel = RequestIdChannel(authenticated_channel(addr, tokens, _CHANNEL_OPTIONS))
             self.services[name] = Service(name, channel, health_pb2_grpc.HealthStub(channel))
         self.auth = auth_pb2_grpc.AuthStub(self.services["auth"].channel)
         self.billing = billing_pb2_grpc.BillingStub(self.services["billing"].channel)
