@@ -28,8 +28,8 @@ def _insufficient(reserved: billing_pb2.ReserveResponse, user_id: int, endpoint:
     GENERATIONS.labels(endpoint, "insufficient_credits").inc()
     available = from_wire(reserved.available)
     _events.info("credits.limit_hit", message=f"user {user_id}: insufficient credits for {endpoint}",
-                 user_id=user_id, endpoint=endpoint, required=str(for_json(required)), available=str(for_json(available)),
-                 owes=available < 0)
+                 user_id=user_id, endpoint=endpoint, required=str(for_json(required)),
+                 available=str(for_json(available)), owes=available < 0)
     if available < 0:
         return ApiError(402, "Insufficient credits", remaining=available, required=required, owed=-available,
                         message=f"Your account owes {for_json(-available)} credits: a refunded or disputed purchase "

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import re
 import time
-from decimal import Decimal
+import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
 from common.logging import SCHEMA
+from protos import billing_pb2, billing_pb2_grpc
 from services.auth import keys
 from tests.helpers import TestUser, UserFactory, key_leaks
 from tests.reliability.support import STRUCTURE_BODY, own_stack, structure_call
@@ -183,6 +185,29 @@ def test_a_402_is_a_credits_limit_hit_event_under_its_id(
     # Billing recorded its credit-limit alert for the same refusal, under the same id.
     assert any(line["event"] == "alerts.credit_limit_reached" and line["user_id"] == user.id
                for line in with_id(logs, request_id)["billing"])
+
+
+async def test_each_item_of_a_batch_is_logged_under_its_own_id(json_stack: Stack, users: RecordingFactory) -> None:
+    """A batch RPC carries many requests and no x-request-id of its own: billing binds each item's id (from the
+    payload) while that item runs, so each item's line names its own request."""
+    user = users.create(credits=100)
+    ids = [f"req_{uuid.uuid4().hex}" for _ in range(3)]
+    holds = [str(uuid.uuid4()) for _ in ids]
+    async with json_stack.channel("billing") as channel:
+        stub = billing_pb2_grpc.BillingStub(channel)
+        reply = await stub.ReserveBatch(billing_pb2.ReserveBatchRequest(items=[
+            billing_pb2.ReserveRequest(hold_id=hold, user_id=user.id, amount="1", endpoint="/api/generate-scene",
+                                       request_id=request_id) for hold, request_id in zip(holds, ids, strict=True)]))
+        assert [item.status.code for item in reply.items] == [0, 0, 0]
+        for hold, request_id in zip(holds, ids, strict=True):
+            await stub.Release(billing_pb2.ReleaseRequest(hold_id=hold, user_id=user.id, usage=billing_pb2.Usage(
+                endpoint="/api/generate-scene", method="POST", request_id=request_id, error_message="test")))
+    logs = wait_for_lines(json_stack, "a line per batch item", lambda logs: all(
+        any("Reserve (batch item) ok" in line["message"] for line in with_id(logs, request_id)["billing"])
+        for request_id in ids))
+    batch = [line for line in logs["billing"] if "/fsg.billing.v1.Billing/ReserveBatch ok" in line["message"]]
+    assert batch and batch[-1]["request_id"] is None  # the batch itself is nobody's request
+    assert sorted(request_id for request_id, _ in await usage_rows(json_stack, user)) == sorted(ids)
 
 
 def test_a_database_outage_is_a_db_connection_problem_event(json_stack: Stack, client: httpx.Client,
