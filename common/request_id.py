@@ -1,10 +1,11 @@
-"""The request id (and caller) a log line is about, and how it travels.
+"""The request id (and caller) a log line is about, and how they travel.
 
-The edge binds them per HTTP request (`edge.access_log`); every gRPC call made meanwhile sends the id as
-metadata `x-request-id` (`RequestIdChannel`), and each service binds it for the RPC it serves
-(`RequestIdInterceptor`), so every line any process logs about the request carries the same `request_id`
-(common/logging.py adds it). A batch RPC carries many requests: it sends no id of its own, and the service
-binds each item's id from the payload while that item runs (`each_with_id`).
+The edge binds them per HTTP request (`edge.access_log`, and `edge.security` once the key is checked);
+every gRPC call made meanwhile sends them as metadata `x-request-id` and `x-user-id` (`RequestIdChannel`),
+and each service binds them for the RPC it serves (`RequestIdInterceptor`), so every line any process logs
+about the request carries the same `request_id` and `user_id` (common/logging.py adds them). A batch RPC
+carries many requests: it sends neither, and the service binds each item's own from the payload while that
+item runs (`each_with_id`). Both are for logs only: no service decides anything by them.
 
 Plain `ContextVar`s, not structlog's `bind_contextvars`: a lookup per log line and one `set` per request or
 RPC is all this costs, and asyncio gives every request (uvicorn) and every RPC (grpc.aio) its own task,
@@ -29,6 +30,7 @@ T = TypeVar("T")
 log = logging.getLogger("grpc.calls")
 
 METADATA_KEY = "x-request-id"
+USER_METADATA_KEY = "x-user-id"
 #: What a request id may look like when it arrives from elsewhere (gRPC metadata, an HTTP header): the
 #: edge's own are `req_` + 32 hex. Anything else is dropped rather than logged as an id.
 WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -55,7 +57,10 @@ class _WithRequestId:
     def __call__(self, *args: Any, metadata: Any = None, **kwargs: Any) -> Any:
         current = request_id.get()
         if current is not None:
-            metadata = (*tuple(metadata), (METADATA_KEY, current)) if metadata else ((METADATA_KEY, current),)
+            caller = user_id.get()
+            ours = ((METADATA_KEY, current),) if caller is None else (
+                (METADATA_KEY, current), (USER_METADATA_KEY, str(caller)))
+            metadata = (*tuple(metadata), *ours) if metadata else ours
         return self._inner(*args, metadata=metadata, **kwargs)
 
 
@@ -111,11 +116,19 @@ class RequestIdChannel(grpc.aio.Channel):
 
 # -- server side: the RPC's task carries the caller's id -----------------------------------------------
 
-def _from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+def _from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> tuple[str | None, int | None]:
+    """The well-formed request id and user id in `metadata` (None for either that is absent or malformed)."""
+    found, caller = None, None
     for key, value in metadata or ():
         if key == METADATA_KEY:
-            return well_formed(value)
-    return None
+            found = well_formed(value)
+        elif key == USER_METADATA_KEY:
+            caller = _user(value)
+    return found, caller
+
+
+def _user(value: object) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() and len(value) <= 19 else None
 
 
 class RequestIdInterceptor(grpc.aio.ServerInterceptor):
@@ -132,7 +145,9 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        request_id.set(_from_metadata(handler_call_details.invocation_metadata))  # type: ignore[attr-defined]
+        found, caller = _from_metadata(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
+        request_id.set(found)
+        user_id.set(caller)
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or not log.isEnabledFor(logging.DEBUG):
             return handler
@@ -157,8 +172,9 @@ def _logged(inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], me
     return handler
 
 
-async def _with_id(value: str, call: Awaitable[T], method: str) -> T:
+async def _with_id(value: str, caller: int | None, call: Awaitable[T], method: str) -> T:
     request_id.set(well_formed(value))
+    user_id.set(caller or None)
     if not log.isEnabledFor(logging.DEBUG):
         return await call
     started, outcome = time.perf_counter(), "error"
@@ -172,8 +188,9 @@ async def _with_id(value: str, call: Awaitable[T], method: str) -> T:
 
 def each_with_id(items: Iterable[Any], call: Callable[[Any], Awaitable[T]], id_of: Callable[[Any], str],
                  method: str) -> list[Awaitable[T]]:
-    """A batch RPC's item calls, each run with its own request id bound (read from the item by `id_of`).
+    """A batch RPC's item calls, each run with its own request id (read from the item by `id_of`) and user
+    (the item's `user_id` field) bound.
 
     The calls are awaited as tasks of their own (`common.errors.answer_each` gathers them), so each item's
     binding stays with that item; `method` names the item's single call in the DEBUG line."""
-    return [_with_id(id_of(item), call(item), method) for item in items]
+    return [_with_id(id_of(item), getattr(item, "user_id", None), call(item), method) for item in items]

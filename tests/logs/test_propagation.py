@@ -33,9 +33,13 @@ async def test_each_call_sends_the_id_bound_when_it_is_made() -> None:
     token = context.request_id.set("req_" + "a" * 32)
     try:
         await method(b"", metadata=(("authorization", "Bearer t"),))
+        user = context.user_id.set(42)
+        await method(b"")
+        context.user_id.reset(user)
     finally:
         context.request_id.reset(token)
-    assert inner.metadata == [None, (("authorization", "Bearer t"), ("x-request-id", "req_" + "a" * 32))]
+    assert inner.metadata == [None, (("authorization", "Bearer t"), ("x-request-id", "req_" + "a" * 32)),
+                              (("x-request-id", "req_" + "a" * 32), ("x-user-id", "42"))]
 
 
 async def test_a_batch_rpc_names_none_of_its_callers() -> None:
@@ -65,3 +69,22 @@ async def test_a_batch_rpc_names_none_of_its_callers() -> None:
     ("", False), (b"req_x", False)])
 def test_only_a_well_formed_id_is_adopted(value: object, kept: bool) -> None:
     assert context.well_formed(value) == (value if kept else None)
+
+
+async def test_a_service_binds_what_the_metadata_says_or_nothing() -> None:
+    """The server interceptor, as grpc.aio calls it: in the RPC's own task, before the handler."""
+    seen: list[tuple[str | None, int | None]] = []
+
+    async def continuation(details: Any) -> None:
+        seen.append((context.request_id.get(), context.user_id.get()))
+
+    async def serve(metadata: tuple[tuple[str, str], ...]) -> None:
+        details = type("Details", (), {"method": "/x.Y/Z", "invocation_metadata": metadata})()
+        await context.RequestIdInterceptor().intercept_service(continuation, details)  # type: ignore[arg-type]
+
+    context.request_id.set("req_stale")
+    for metadata in [(("x-request-id", "req_" + "b" * 32), ("x-user-id", "7")), (),
+                     (("x-request-id", "a\nb"), ("x-user-id", "-1")), (("x-user-id", "9" * 20),)]:
+        await asyncio.create_task(serve(metadata))
+    await serve((("x-request-id", "req_c"),))
+    assert seen == [("req_" + "b" * 32, 7), (None, None), (None, None), (None, None), ("req_c", None)]

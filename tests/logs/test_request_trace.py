@@ -121,6 +121,8 @@ async def test_a_paid_call_is_followed_through_every_service_and_its_usage_row(
     assert any("Commit (batch item) ok" in line["message"] for line in mine["billing"])
     assert any("/fsg.generation.v1.Generation/Execute ok" in line["message"] for line in mine["generation"])
     assert {line["user_id"] for line in mine["edge"] if line["logger"] == "edge.access"} == {user.id}
+    # The caller travels with the id once the edge knows it (auth is asked before it does).
+    assert {line["user_id"] for name in ("billing", "generation") for line in mine[name]} == {user.id}
     assert await usage_rows(json_stack, user) == [(request_id, "")]
 
     [high] = [line for line in mine["edge"] if line["event"] == "usage.high_tokens"]
@@ -205,6 +207,7 @@ async def test_each_item_of_a_batch_is_logged_under_its_own_id(json_stack: Stack
     logs = wait_for_lines(json_stack, "a line per batch item", lambda logs: all(
         any("Reserve (batch item) ok" in line["message"] for line in with_id(logs, request_id)["billing"])
         for request_id in ids))
+    assert {line["user_id"] for request_id in ids for line in with_id(logs, request_id)["billing"]} == {user.id}
     batch = [line for line in logs["billing"] if "/fsg.billing.v1.Billing/ReserveBatch ok" in line["message"]]
     assert batch and batch[-1]["request_id"] is None  # the batch itself is nobody's request
     assert sorted(request_id for request_id, _ in await usage_rows(json_stack, user)) == sorted(ids)
