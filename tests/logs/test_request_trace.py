@@ -25,6 +25,9 @@ from tests.reliability.support import STRUCTURE_BODY, own_stack, structure_call
 from tests.stack import Stack
 
 SERVICES = ("edge", "auth", "billing", "generation")
+#: The development helpers the stack runs log through the same renderer (the simulator's start-up banner,
+#: printed, aside).
+HELPERS = ("simulator", "localstripe")
 Line = dict[str, Any]
 
 
@@ -111,15 +114,15 @@ async def test_a_paid_call_is_followed_through_every_service_and_its_usage_row(
     request_id = request_id_of(response)
     assert response.json()["requestId"] == request_id
 
-    logs = wait_for_lines(json_stack, "the call's id in every service",
-                          lambda logs: all(with_id(logs, request_id).values()))
+    # What each service did for it, each on a line of its own under the same id (the access line and the
+    # services' lines are written after the answer: waited for, with a deadline).
+    expected = [("edge", "POST /api/generate-structure 200 "), ("auth", "/fsg.auth.v1.Auth/ValidateKey ok"),
+                ("billing", "Reserve (batch item) ok"), ("billing", "Commit (batch item) ok"),
+                ("generation", "/fsg.generation.v1.Generation/Execute ok")]
+    logs = wait_for_lines(json_stack, "the call's id on each service's line", lambda logs: all(
+        any(text in line["message"] for line in with_id(logs, request_id)[name]) for name, text in expected))
     mine = with_id(logs, request_id)
-    # What each service did for it, each on a line of its own under the same id.
-    assert any(line["message"].startswith("POST /api/generate-structure 200 ") for line in mine["edge"])
-    assert any("/fsg.auth.v1.Auth/ValidateKey ok" in line["message"] for line in mine["auth"])
-    assert any("Reserve (batch item) ok" in line["message"] for line in mine["billing"])
-    assert any("Commit (batch item) ok" in line["message"] for line in mine["billing"])
-    assert any("/fsg.generation.v1.Generation/Execute ok" in line["message"] for line in mine["generation"])
+    assert [line for line in mine["edge"] if line["message"].startswith("POST /api/generate-structure 200 ")]
     assert {line["user_id"] for line in mine["edge"] if line["logger"] == "edge.access"} == {user.id}
     # The caller travels with the id once the edge knows it (auth is asked before it does).
     assert {line["user_id"] for name in ("billing", "generation") for line in mine[name]} == {user.id}
@@ -218,8 +221,9 @@ def test_a_database_outage_is_a_db_connection_problem_event(json_stack: Stack, c
     """Last in this module: the stack's database goes away (and comes back for the checks that follow)."""
     user = users.create(credits=100)
     assert client.get("/api/my-limits", headers=user.headers).status_code == 200  # the edge now knows the key
-    assert json_stack.postgres is not None
+    assert json_stack.postgres is not None and json_stack.postgres.is_running()
     json_stack.postgres.stop()
+    assert not json_stack.postgres.is_running()
     try:
         response = client.post("/api/generate-structure", headers=user.headers, json=STRUCTURE_BODY)
         assert response.status_code == 503, response.text
@@ -247,6 +251,12 @@ def test_every_line_is_json_with_the_schema_and_no_key_anywhere(json_stack: Stac
             assert list(line)[:len(SCHEMA)] == list(SCHEMA), line
             assert line["service"] == name and line["level"] in ("debug", "info", "warning", "error", "critical")
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"]), line
+        everything += json_stack.log(name)
+    for name in HELPERS:
+        lines, bad = parsed(json_stack, name)
+        assert [text for text in bad if not text.startswith("*** SIMULATED CLAUDE")] == [], (name, bad[:3])
+        assert lines and {line["service"] for line in lines} == {name}
+        assert all(list(line)[:len(SCHEMA)] == list(SCHEMA) for line in lines)
         everything += json_stack.log(name)
     assert len(users.issued) >= 5
     for key in users.issued:
