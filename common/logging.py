@@ -138,9 +138,20 @@ MAX_TRACEBACK_CHARS = 20_000
 LogFormat = Literal["json", "console"]
 
 
+#: The last whole second formatted, with its text (most lines share one); one tuple, so a thread that reads
+#: it while another replaces it sees one pair or the other, never a mix.
+_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     """ISO 8601 UTC with milliseconds, from the record's own time (when it was logged, not rendered)."""
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))}.{int(record.msecs):03d}Z"
+    global _second
+    second, text = _second
+    if int(record.created) != second:
+        second = int(record.created)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int(record.msecs):03d}Z"
 
 
 def _clean(value: object, limit: int = MAX_ARG_CHARS) -> object:
@@ -181,7 +192,7 @@ class _Shape:
         # An event may name its user (a service knows it from the request; only the edge binds one).
         named_user = event_dict.pop("user_id", None)
         line["request_id"] = context.request_id.get()
-        line["user_id"] = context.user_id.get() if named_user is None else named_user
+        line["user_id"] = context.user_id.get() if named_user is None else _clean(named_user)
         line["logger"] = record.name
         for key, value in event_dict.items():
             if key not in line:
