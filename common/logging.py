@@ -250,21 +250,45 @@ def formatter(service: str, fmt: LogFormat = "json") -> structlog.stdlib.Process
     )
 
 
-def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Log to stderr in the shared schema, as JSON lines or console lines (`fmt`), redacted, escaped and cut
-    (`RedactingFilter` on the handler for stdlib records, `_Shape` for structlog events)."""
+#: One line per HTTP request from the SDK's client is noise (and CPU) at INFO; their warnings are kept.
+_CHATTY = ("httpx", "httpx2", "httpcore", "aiohttp.access")
+
+
+def make_handler(service: str, fmt: str = "json") -> logging.Handler:
+    """The root handler of a process: stderr, the shared formatter, the redacting filter. Also points
+    structlog at the stdlib, so named events reach this handler too (a process spawned by uvicorn's workers
+    builds its handler here, from `logging_config`, and has no other chance to)."""
     if fmt not in ("json", "console"):
         raise ValueError(f"LOG_FORMAT must be json or console, not {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(service, fmt))  # type: ignore[arg-type]
     handler.addFilter(RedactingFilter())
+    configure_structlog()
+    return handler
+
+
+def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+    """Log to stderr in the shared schema, as JSON lines or console lines (`fmt`), redacted, escaped and cut
+    (`RedactingFilter` on the handler for stdlib records, `_Shape` for structlog events)."""
+    handler = make_handler(service, fmt)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # One line per HTTP request from the SDK's client is noise (and CPU) at INFO; keep their warnings.
-    for chatty in ("httpx", "httpx2", "httpcore", "aiohttp.access"):
+    for chatty in _CHATTY:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
-    configure_structlog()
+
+
+def logging_config(service: str, level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
+    """`setup_logging` as a `logging.config.dictConfig` dict, for uvicorn to apply in each worker process it
+    spawns (EDGE_WORKERS > 1: a spawned process inherits no logging set up by its parent)."""
+    quiet = logging.getLevelName(max(logging.WARNING, logging.getLevelName(level.upper())))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"shared": {"()": make_handler, "service": service, "fmt": fmt}},
+        "root": {"handlers": ["shared"], "level": level.upper()},
+        "loggers": {name: {"level": quiet} for name in _CHATTY},
+    }
 
 
 def configure_structlog() -> None:

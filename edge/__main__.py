@@ -6,7 +6,7 @@ import logging
 
 import uvicorn
 
-from common.logging import RedactingFilter, setup_logging
+from common.logging import RedactingFilter, logging_config, setup_logging
 from common.service_auth import tokens_or_exit
 from edge.settings import EdgeSettings
 
@@ -25,7 +25,8 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_config=None,
+        # Applied again in each worker process EDGE_WORKERS spawns (they inherit no logging set up here).
+        log_config=logging_config("edge", settings.log_level, settings.log_format),
         access_log=False,
         loop="uvloop",
         http="httptools",

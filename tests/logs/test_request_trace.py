@@ -192,6 +192,25 @@ def test_a_402_is_a_credits_limit_hit_event_under_its_id(
                for line in with_id(logs, request_id)["billing"])
 
 
+def test_an_edge_with_worker_processes_logs_in_the_schema_too(json_stack: Stack) -> None:
+    """EDGE_WORKERS=2: uvicorn spawns the workers, which inherit no logging set up by their parent; each sets
+    up the same handler (and structlog) itself, so its named events are JSON lines like any other."""
+    key = keys.new_key(False)
+    with json_stack.replica("edge-workers", "edge", {"EDGE_WORKERS": "2"}) as url, httpx.Client(
+            base_url=url, timeout=30) as http:
+        response = http.get("/api/my-stats", headers={"X-API-Key": key})
+        assert response.status_code == 401
+        request_id = request_id_of(response)
+        deadline = time.monotonic() + 20
+        while not any(line.get("request_id") == request_id and line["event"] == "auth.failed"
+                      for line in parsed(json_stack, "edge-workers")[0]):
+            assert time.monotonic() < deadline, json_stack.log("edge-workers")[-2000:]
+            time.sleep(0.1)
+    lines, bad = parsed(json_stack, "edge-workers")
+    assert bad == [] and all(list(line)[:len(SCHEMA)] == list(SCHEMA) for line in lines)
+    assert key_leaks(key, json_stack.log("edge-workers")) == []
+
+
 async def test_each_item_of_a_batch_is_logged_under_its_own_id(json_stack: Stack, users: RecordingFactory) -> None:
     """A batch RPC carries many requests and no x-request-id of its own: billing binds each item's id (from the
     payload) while that item runs, so each item's line names its own request."""
