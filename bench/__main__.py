@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "act, so requests are spread over enough projects that none exceeds this many scenes")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the stack's processes, e.g. EDGE_KEY_CACHE_SECONDS=30")
+    parser.add_argument("--tls", action="store_true",
+                        help="mutual TLS between the edge and the services, as `make run` runs by default (the "
+                             "edge itself stays plain HTTP, as there)")
     parser.add_argument("--profile", action="store_true",
                         help="after measuring, repeat the edge run at --profile-at levels under py-spy")
     parser.add_argument("--profile-at", default="1,64")
@@ -480,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
         return 2
     data_dir = Path(tempfile.mkdtemp(prefix="fsg-bench-"))
-    stack = BenchStack(data_dir, overrides=args.overrides)
+    stack = BenchStack(data_dir, overrides=args.overrides, tls=args.tls, edge_https=False)
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -517,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {"quick": args.quick, "scenes_per_project": args.scenes_per_project,
+        "settings": {"quick": args.quick, "internal_tls": args.tls, "scenes_per_project": args.scenes_per_project,
                      "env": {**_bench_env(), **args.overrides}},
         "levels": levels,
         "targets": targets(levels),

@@ -22,7 +22,8 @@ def embedded_dsn(data_dir: Path) -> str | None:
     if not path.exists():
         return None
     info = json.loads(path.read_text())
-    return build_dsn(info["user"], info["password"], info["host"], int(info["port"]), info["database"])
+    return (build_dsn(info["user"], info["password"], info["host"], int(info["port"]), info["database"])
+            + str(info.get("options", "")))  # `?sslmode=verify-full&sslrootcert=…` when it runs with TLS
 
 
 def build_dsn(user: str, password: str, host: str, port: int, database: str) -> str:

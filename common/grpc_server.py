@@ -1,6 +1,6 @@
-"""The shape every gRPC service shares: a grpc.aio server that demands the service token
-(`common.service_auth`) and maps domain errors, the stock
-health servicer and reflection, a database watchdog that flips health to NOT_SERVING while PostgreSQL
+"""The shape every gRPC service shares: a grpc.aio server that listens with mutual TLS when the deployment
+has certificates (`common.tls`), demands the service token (`common.service_auth`) and maps domain errors,
+the stock health servicer and reflection, a database watchdog that flips health to NOT_SERVING while PostgreSQL
 is unreachable, and a graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING first, then in-flight
 calls get `grace` seconds to finish).
 """
@@ -20,9 +20,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.errors import DomainErrorInterceptor
+from common.grpc_target import SERVER_KEEPALIVE_OPTIONS
 from common.logging import get_logger
 from common.request_id import RequestIdInterceptor
 from common.service_auth import ServiceTokenInterceptor, ServiceTokens
+from common.tls import GrpcTls
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,13 @@ def create_server(
     address: str,
     *,
     tokens: ServiceTokens | None,
+    tls: GrpcTls | None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build (not start) a server with our servicers, health and reflection; returns the bound port.
 
-    `tokens` is required (None only when FSG_SERVICE_AUTH=off) so no server is built without deciding.
+    `tokens` and `tls` are required (None only when FSG_SERVICE_AUTH=off, and when no FSG_TLS_* is set) so
+    no server is built without deciding. With `tls`, the port speaks only mutual TLS: a client without a
+    certificate signed by the deployment's CA fails the handshake, before any method (health included).
     """
     interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(), DomainErrorInterceptor()]
     if tokens is not None:
@@ -53,6 +58,7 @@ def create_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *SERVER_KEEPALIVE_OPTIONS,  # our channels ping every few seconds (common/grpc_target.py)
         ],
     )
     register(server)
@@ -62,7 +68,10 @@ def create_server(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(address)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.server_credentials())
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     return server, port, health_servicer

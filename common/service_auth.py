@@ -29,7 +29,9 @@ from typing import Any
 
 import grpc
 
+from common.grpc_target import channel_options
 from common.settings import CommonSettings
+from common.tls import GrpcTls
 
 log = logging.getLogger(__name__)
 
@@ -246,10 +248,18 @@ class AuthenticatedChannel(grpc.aio.Channel):
 
 
 def authenticated_channel(
-    target: str, tokens: ServiceTokens | None, options: Sequence[tuple[str, Any]] = ()
+    target: str, tokens: ServiceTokens | None, options: Sequence[tuple[str, Any]] = (), *,
+    tls: GrpcTls | None = None,
 ) -> grpc.aio.Channel:
-    """A channel whose every call carries the current service token (plain when auth is off)."""
-    channel = grpc.aio.insecure_channel(target, options=list(options))
+    """A channel whose every call carries the current service token (plain when auth is off), over mutual
+    TLS when `tls` is given (`common.tls.load_tls`): it presents that certificate and accepts only a server
+    whose certificate the deployment's CA signed for the host in `target`. Every channel pings its
+    connections and spreads calls over a target's replicas (`common.grpc_target`)."""
+    all_options = channel_options(target, list(options))
+    if tls is None:
+        channel = grpc.aio.insecure_channel(target, options=all_options)
+    else:
+        channel = grpc.aio.secure_channel(target, tls.channel_credentials(), options=all_options)
     return channel if tokens is None else AuthenticatedChannel(channel, tokens.current)
 
 

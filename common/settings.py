@@ -6,9 +6,9 @@ Shared names (DATABASE_URL, DATA_DIR, LOG_LEVEL) are read without a prefix, as t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +24,11 @@ DEFAULT_LOCALSTRIPE_PORT = 8420
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    #: The fields a deployment (deploy/k8s, docker-compose.yml) must set for this process: their defaults fit
+    #: only `make run` on one machine (loopback addresses, a launcher that hands out the secrets).
+    #: tests/deploy/ holds every manifest to it, and to the names the class reads.
+    DEPLOY_REQUIRED: ClassVar[tuple[str, ...]] = ()
 
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
     data_dir: Path = Field(Path(".data"), validation_alias="DATA_DIR")
@@ -45,8 +50,21 @@ class CommonSettings(BaseSettings):
     #: "on" (default): a process with no token refuses to start. "off": no token is demanded or sent —
     #: an explicit, loud opt-out for throwaway experiments only.
     service_auth: Literal["on", "off"] = Field("on", validation_alias="FSG_SERVICE_AUTH")
+    #: Internal TLS (common/tls.py): a directory as `fsg certs` makes it, each process taking `ca.crt` and its
+    #: own `<identity>.crt`/`.key` from it ...
+    tls_dir: Path | None = Field(None, validation_alias="FSG_TLS_DIR")
+    #: ... or the files one by one (they win over the directory's). None of the four set: plaintext gRPC.
+    tls_ca: Path | None = Field(None, validation_alias="FSG_TLS_CA")
+    tls_cert: Path | None = Field(None, validation_alias="FSG_TLS_CERT")
+    tls_key: Path | None = Field(None, validation_alias="FSG_TLS_KEY")
     #: Honour the fault points of common/faults.py (crash or stall at a named step). Tests only.
     fault_injection: bool = Field(False, validation_alias="FSG_FAULT_INJECTION")
+
+    @field_validator("tls_dir", "tls_ca", "tls_cert", "tls_key", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        """`FSG_TLS_DIR=` (compose's `${FSG_TLS_DIR:-}`) means unset, not the current directory."""
+        return None if value == "" else value
 
     def dsn(self) -> str:
         """The database URL; every service needs one (the launcher provides it for the embedded server)."""

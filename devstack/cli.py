@@ -3,10 +3,10 @@
 `fsg run` starts (or uses) PostgreSQL, applies migrations, creates the admin on the first start, starts
 the Claude simulator when no ANTHROPIC_API_KEY is set, a local fake Stripe (localstripe) when no
 STRIPE_SECRET_KEY is set and a local mail sink (devstack/mailsink.py) when no SMTP_URL is set, generates a
-development service token on the first
-start (DATA_DIR/service-token, 0600, kept across restarts, never printed) unless one is configured, then
-runs the services and the edge as separate processes under honcho (Procfile). Ctrl-C or SIGTERM stops
-every process, then PostgreSQL.
+development service token on the first start (DATA_DIR/service-token, 0600, kept across restarts, never
+printed) unless one is configured, and likewise the deployment's CA and certificates for mutual TLS between
+the processes (DATA_DIR/tls, `fsg certs`; FSG_TLS=off for plaintext), then runs the services and the edge
+as separate processes under honcho (Procfile). Ctrl-C or SIGTERM stops every process, then PostgreSQL.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from common.local_stripe import LOCALSTRIPE_BANNER, local_stripe_env
 from common.service_auth import ensure_token_file
 from common.settings import REPO_ROOT
 from devstack.bootstrap import admin_lines, bootstrap
+from devstack.certs import ensure_certs, parse_hostnames
 from devstack.embedded_pg import EmbeddedPostgres, bin_dir
 from devstack.mailsink import mail_dir
 from devstack.settings import StackSettings
@@ -56,7 +57,11 @@ def database(settings: StackSettings) -> Iterator[str]:
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value()
         return
-    server = EmbeddedPostgres(settings.data_dir, settings.pg_port)
+    tls_dir = None
+    if settings.pg_ssl:
+        tls_dir = settings.local_tls_dir()
+        ensure_certs(tls_dir)
+    server = EmbeddedPostgres(settings.data_dir, settings.pg_port, tls_dir=tls_dir, binaries=settings.pg_bin_dir)
     dsn = server.start()
     try:
         yield dsn
@@ -85,6 +90,11 @@ def process_env(settings: StackSettings, simulate: bool, mail_sink: bool = False
     if settings.service_auth == "on" and settings.service_token is None and settings.service_token_file is None:
         # Every process reads the same file; a path, not the secret, goes into their environments.
         env["FSG_SERVICE_TOKEN_FILE"] = str(ensure_token_file(settings.data_dir.resolve() / "service-token"))
+    configured_tls = any(value is not None for value in (settings.tls_dir, settings.tls_ca, settings.tls_cert,
+                                                         settings.tls_key))
+    if settings.internal_tls == "on" and not configured_tls:
+        # Like the token: made once, kept, and only the directory's path goes into the environments.
+        env["FSG_TLS_DIR"] = str(ensure_local_certs(settings))
     if simulate:
         env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{settings.simulator_port}"
         env["ANTHROPIC_API_KEY"] = "simulator"
@@ -93,6 +103,15 @@ def process_env(settings: StackSettings, simulate: bool, mail_sink: bool = False
         env["SMTP_URL"] = f"smtp://127.0.0.1:{settings.mailsink_port}"
         env["MAILSINK_PORT"] = str(settings.mailsink_port)
     return env
+
+
+def ensure_local_certs(settings: StackSettings) -> Path:
+    """DATA_DIR/tls with the CA and every certificate, made on first use and renewed when near their end."""
+    directory = settings.local_tls_dir()
+    made = ensure_certs(directory)
+    if made:
+        typer.echo(f"TLS: made {', '.join(made)} in {directory}", err=True)
+    return directory
 
 
 def stop_with_parent() -> None:
@@ -147,9 +166,32 @@ def run() -> None:
             if name == "billing":
                 own.update(billing_stripe)
             manager.add_process(name, command, env={**env, **own}, cwd=str(REPO_ROOT))
-        typer.echo(f"edge: http://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
+        scheme = "https" if env.get("EDGE_TLS_CERT") else "http"
+        typer.echo(f"edge: {scheme}://127.0.0.1:{settings.edge_port}  (Ctrl-C stops everything)")
         manager.loop()
     raise typer.Exit(manager.returncode or 0)
+
+
+@app.command("certs")
+def certs(
+    directory: Path | None = typer.Option(None, "--dir", help="where to keep them (default DATA_DIR/tls)"),
+    san: list[str] = typer.Option([], "--san", help="another name or IP address for every server certificate "
+                                  "(NAME), or for one (SERVICE=NAME: auth, billing, generation, edge, postgres); "
+                                  "repeat as needed"),
+    force: bool = typer.Option(False, "--force", help="a new CA and new certificates (restart every process)"),
+) -> None:
+    """Make the deployment's CA and a certificate per process for mutual TLS (keys 0600); keep what is good.
+
+    Server certificates name localhost, 127.0.0.1, ::1 and the service (auth, billing, …) besides any --san.
+    """
+    settings = StackSettings()
+    target = directory or settings.local_tls_dir()
+    try:
+        hostnames = parse_hostnames(san)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--san") from None
+    made = ensure_certs(target, hostnames, force=force)
+    typer.echo(f"{target}: " + (f"made {', '.join(made)}" if made else "every certificate is present and good"))
 
 
 @app.command("bootstrap")

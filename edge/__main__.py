@@ -1,4 +1,5 @@
-"""`python -m edge`: serve the REST API with uvicorn on PORT (default 3000)."""
+"""`python -m edge`: serve the REST API with uvicorn on PORT (default 3000): HTTPS when EDGE_TLS_CERT and
+EDGE_TLS_KEY are set, plain HTTP otherwise."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uvicorn
 
 from common.logging import RedactingFilter, logging_config, setup_logging
 from common.service_auth import tokens_or_exit
+from common.tls import tls_or_exit
 from edge.settings import EdgeSettings
 
 
@@ -15,6 +17,7 @@ def main() -> None:
     settings = EdgeSettings()
     setup_logging("edge", settings.log_level, settings.log_format)
     tokens_or_exit(settings)  # fail here with one clear line, not inside each worker's start-up
+    tls_or_exit(settings, "edge")  # likewise for the certificate the edge presents to the services
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactingFilter())
     # uvicorn.run (not Server.run) so EDGE_WORKERS > 1 really starts worker processes; each worker keeps
@@ -32,6 +35,9 @@ def main() -> None:
         http="httptools",
         timeout_graceful_shutdown=10,
         timeout_keep_alive=settings.keep_alive_seconds,
+        # HTTPS when both are set (EdgeSettings refuses one without the other).
+        ssl_certfile=None if settings.https_cert is None else str(settings.https_cert),
+        ssl_keyfile=None if settings.https_key is None else str(settings.https_key),
     )
 
 

@@ -2,7 +2,8 @@
 
 `call()` applies the deadline and turns any failed call into an `ApiError` (via `errors.from_grpc`),
 so routes never see gRPC exceptions. Every channel carries the service token (`authenticated_channel`),
-so direct stub calls (`clients.generation.Execute`, the revocation stream) are authenticated too.
+so direct stub calls (`clients.generation.Execute`, the revocation stream) are authenticated too; with
+FSG_TLS_* set, every channel is mutual TLS with the edge's own certificate (`common.tls`, identity `edge`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from common.grpc_server import MAX_MESSAGE_BYTES
 from common.request_id import RequestIdChannel
 from common.service_auth import authenticated_channel, load_tokens
+from common.tls import load_tls
 from edge.batching import BatchedUnary
 from edge.errors import ApiError, from_grpc
 from edge.settings import EdgeSettings
@@ -32,7 +34,6 @@ FIRST_RETRY_DELAY_SECONDS = 0.1
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
     ("grpc.enable_retries", 1),
 ]
 
@@ -52,12 +53,14 @@ class ServiceClients:
         self.settings = settings
         self.services: dict[str, Service] = {}
         tokens = load_tokens(settings)
+        tls = load_tls(settings, "edge")
         for name, addr in (
             ("auth", settings.auth_addr),
             ("billing", settings.billing_addr),
             ("generation", settings.generation_addr),
         ):
-            channel = RequestIdChannel(authenticated_channel(addr, tokens, _CHANNEL_OPTIONS))
+            # An address that names several replicas spreads the calls over them (common/grpc_target.py).
+            channel = RequestIdChannel(authenticated_channel(addr, tokens, _CHANNEL_OPTIONS, tls=tls))
             self.services[name] = Service(name, channel, health_pb2_grpc.HealthStub(channel))
         self.auth = auth_pb2_grpc.AuthStub(self.services["auth"].channel)
         self.billing = billing_pb2_grpc.BillingStub(self.services["billing"].channel)

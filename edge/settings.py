@@ -1,6 +1,10 @@
 """Edge settings: PORT as in the guide, EDGE_* for the rest, and where the services listen."""
 
-from pydantic import Field
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import (
@@ -14,9 +18,14 @@ from common.settings import (
 
 class EdgeSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="EDGE_", extra="ignore", populate_by_name=True)
+    DEPLOY_REQUIRED = ("host", "service_token", "auth_addr", "billing_addr", "generation_addr")
 
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_EDGE_PORT, validation_alias="PORT")
+    #: HTTPS: the edge's certificate (with its chain) and key, PEM (EDGE_TLS_CERT, EDGE_TLS_KEY). Both or
+    #: neither; neither = plain HTTP (behind a TLS-terminating load balancer, or locally).
+    https_cert: Path | None = Field(None, validation_alias="EDGE_TLS_CERT")
+    https_key: Path | None = Field(None, validation_alias="EDGE_TLS_KEY")
     auth_addr: str = Field(f"127.0.0.1:{DEFAULT_AUTH_PORT}", validation_alias="AUTH_ADDR")
     billing_addr: str = Field(f"127.0.0.1:{DEFAULT_BILLING_PORT}", validation_alias="BILLING_ADDR")
     generation_addr: str = Field(f"127.0.0.1:{DEFAULT_GENERATION_PORT}", validation_alias="GENERATION_ADDR")
@@ -57,3 +66,15 @@ class EdgeSettings(CommonSettings):
     #: Deadline of each batch call of a bulk import or export (EDGE_BULK_RPC_TIMEOUT_SECONDS). Generous: a
     #: CreateUsers that times out after committing loses the only copy of its users' keys.
     bulk_rpc_timeout_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("https_cert", "https_key", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        """`EDGE_TLS_CERT=` (compose's `${EDGE_TLS_CERT:-}`) means unset, not the current directory."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _https_pair(self) -> EdgeSettings:
+        if (self.https_cert is None) != (self.https_key is None):
+            raise ValueError("EDGE_TLS_CERT and EDGE_TLS_KEY go together: set both for HTTPS, or neither for HTTP")
+        return self

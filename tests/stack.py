@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,8 +28,10 @@ from common.db_roles import role_passwords, service_dsn
 from common.grpc_server import MAX_MESSAGE_BYTES
 from common.local_stripe import local_stripe_env
 from common.service_auth import ServiceTokens, authenticated_channel, ensure_token_file, parse_tokens
-from common.settings import REPO_ROOT
+from common.settings import REPO_ROOT, CommonSettings
+from common.tls import GrpcTls, load_tls, probe_channel
 from devstack.bootstrap import bootstrap
+from devstack.certs import ensure_certs
 from devstack.embedded_pg import EmbeddedPostgres
 
 #: Each process kind and the module that runs it, in start order.
@@ -64,14 +67,38 @@ class Stack:
     #: Each service's own database URL (its least-privilege role); `dsn` is the owner's, for tests to read.
     role_dsns: dict[str, str] = field(default_factory=dict)
     process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: TLS everywhere (tests/tls): the edge serves HTTPS and every gRPC port speaks only mutual TLS, with
+    #: certificates `fsg certs` makes in DATA_DIR/tls. Off: plaintext, as the rest of the suite runs.
+    tls: bool = False
+    #: With `tls`, whether the edge serves HTTPS too (False: internal mTLS only, as `make run` runs by default).
+    edge_https: bool = True
 
     @property
     def edge_url(self) -> str:
         return self.url("edge")
 
     def url(self, edge: str) -> str:
-        """The HTTP address of an edge process (`edge` or a replica such as `edge2`)."""
-        return f"http://127.0.0.1:{self.ports[edge]}"
+        """The HTTP(S) address of an edge process (`edge` or a replica such as `edge2`)."""
+        return f"{'https' if self.tls and self.edge_https else 'http'}://127.0.0.1:{self.ports[edge]}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client passes as `verify` to trust this stack's edge: its CA (and only it) with HTTPS,
+        else the default."""
+        if self.tls and self.edge_https:
+            return ssl.create_default_context(cafile=str(self.tls_dir / "ca.crt"))
+        return True
+
+    @property
+    def grpc_tls(self) -> GrpcTls | None:
+        """The `operator` certificate tests present to the services (None: plaintext)."""
+        if not self.tls:
+            return None
+        return load_tls(CommonSettings(FSG_TLS_DIR=str(self.tls_dir)), "operator")  # type: ignore[call-arg]
 
     @asynccontextmanager
     async def database(self) -> AsyncIterator[asyncpg.Connection]:
@@ -105,9 +132,10 @@ class Stack:
         return parse_tokens(self.token_file.read_text(), "the test stack's token file")
 
     def channel(self, service: str) -> grpc.aio.Channel:
-        """A channel to `service` that carries the stack's service token, as the edge's do."""
+        """A channel to `service` that carries the stack's service token (and, with TLS, a certificate), as the
+        edge's do."""
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        return authenticated_channel(self.addr(service), self.tokens, options)
+        return authenticated_channel(self.addr(service), self.tokens, options, tls=self.grpc_tls)
 
     def start(self, overrides: dict[str, str] | None = None) -> Stack:
         """Start everything; `overrides` replace environment settings for every process."""
@@ -121,9 +149,17 @@ class Stack:
         self.role_dsns = {service: service_dsn(self.dsn, service, secret) for service, secret in passwords.items()}
         self.ports = {name: free_port() for name in MODULES}
         localstripe, billing_stripe = local_stripe_env(self.data_dir, self.ports["localstripe"], self.ports["edge"])
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("FSG_SERVICE_")}
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("FSG_SERVICE_", "FSG_TLS", "EDGE_TLS_"))}
+        tls: dict[str, str] = {}
+        if self.tls:
+            ensure_certs(self.tls_dir)
+            tls = {"FSG_TLS_DIR": str(self.tls_dir)}
+            if self.edge_https:
+                tls.update(EDGE_TLS_CERT=str(self.tls_dir / "edge.crt"), EDGE_TLS_KEY=str(self.tls_dir / "edge.key"))
         self.env = {
-            **inherited,  # never an outer FSG_SERVICE_AUTH=off or token: the stack tests the real thing
+            **inherited,  # never an outer FSG_SERVICE_AUTH=off, token or TLS setting: the stack decides
+            **tls,
             "FSG_SERVICE_TOKEN_FILE": str(self.token_file),
             "DATABASE_URL": self.dsn,
             "DATA_DIR": str(self.data_dir),
@@ -209,9 +245,10 @@ class Stack:
                 registry.pop(name, None)
 
     def wait_serving(self, name: str, timeout: float = 60) -> None:
-        """Until a gRPC process answers SERVING to health checks (which need no service token)."""
+        """Until a gRPC process answers SERVING to health checks (which need no service token, but with TLS on
+        a client certificate, as every call on that port)."""
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.addr(name)) as channel:
+        with probe_channel(self.addr(name), self.grpc_tls) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.processes[name].poll() is not None:
@@ -256,7 +293,7 @@ class Stack:
                     raise RuntimeError(f"{name} exited early: {self.log(name)[-3000:]}")
             try:
                 edges = [n for n, c in self.commands.items() if c[-1] == MODULES["edge"] and n in self.processes]
-                answers = [httpx.get(f"{self.url(edge)}/readyz", timeout=2) for edge in edges]
+                answers = [httpx.get(f"{self.url(edge)}/readyz", timeout=2, verify=self.verify) for edge in edges]
                 if all(a.status_code == 200 for a in answers):
                     return
                 last = " ".join(a.text for a in answers if a.status_code != 200)

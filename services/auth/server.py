@@ -13,6 +13,7 @@ from common.grpc_server import create_server as create_grpc_server
 from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
 from common.service_auth import ServiceTokens, tokens_or_exit
+from common.tls import GrpcTls, tls_or_exit
 from protos import auth_pb2, auth_pb2_grpc
 from services.auth.repository import AuthRepository
 from services.auth.revocations import RevocationHub
@@ -26,23 +27,25 @@ SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["Auth"].full_name
 def create_server(
     repository: AuthRepository, address: str, revocations: RevocationHub | None = None,
     *,
-    tokens: ServiceTokens | None,
+    tokens: ServiceTokens | None, tls: GrpcTls | None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The auth server, not yet started, and its bound port (tests bind port 0)."""
     servicer = AuthServicer(repository, revocations)
     return create_grpc_server(
         lambda server: auth_pb2_grpc.add_AuthServicer_to_server(servicer, server), [SERVICE_NAME], address,
-        tokens=tokens,
+        tokens=tokens, tls=tls,
     )
 
 
 async def run(settings: AuthSettings) -> None:
     tokens = tokens_or_exit(settings)  # before anything else: no token, no start
+    tls = tls_or_exit(settings, "auth")  # nor with half a TLS configuration
     pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                              application_name="auth")
     await wait_for_schema(pool, settings.migrations_dir)
     revocations = RevocationHub(settings.dsn())
-    server, port, health_servicer = create_server(AuthRepository(pool), settings.address, revocations, tokens=tokens)
+    server, port, health_servicer = create_server(AuthRepository(pool), settings.address, revocations, tokens=tokens,
+                                                  tls=tls)
     log.info("auth gRPC listening on %s:%d", settings.host, port)
     await serve_until_signalled(
         server, health_servicer, [SERVICE_NAME], pool, background=[revocations.run], draining=[revocations.close]

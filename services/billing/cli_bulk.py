@@ -26,6 +26,7 @@ from common.bulk.export import ExportFailed, InvalidRange, day_range, usage_csv,
 from common.bulk.importer import Importer
 from common.bulk.report import ImportReport, Outcome
 from common.service_auth import ServiceAuthConfigError
+from common.tls import TlsConfigError
 from protos import auth_pb2_grpc, billing_pb2_grpc
 
 EXIT_REFUSED, EXIT_REJECTED_ROWS, EXIT_INCOMPLETE = 1, 3, 4
@@ -88,7 +89,7 @@ def _run(settings: BulkClientSettings, action: Callable[
 
     try:
         return asyncio.run(go())
-    except ServiceAuthConfigError as exc:
+    except (ServiceAuthConfigError, TlsConfigError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -132,7 +133,7 @@ def _export(settings: BulkClientSettings, output: Path | None, pages: Callable[
 
     try:
         asyncio.run(go())
-    except (ExportFailed, ServiceAuthConfigError, OSError) as exc:
+    except (ExportFailed, ServiceAuthConfigError, TlsConfigError, OSError) as exc:
         if partial is not None:
             partial.unlink(missing_ok=True)
         written = "nothing was written" if partial is not None else "the CSV printed above is incomplete"

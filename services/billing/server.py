@@ -13,6 +13,7 @@ from common.grpc_server import create_server as create_grpc_server
 from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
 from common.service_auth import ServiceTokens, authenticated_channel, tokens_or_exit
+from common.tls import GrpcTls, tls_or_exit
 from protos import auth_pb2_grpc, billing_pb2, billing_pb2_grpc
 from services.billing.alerts.dispatcher import Dispatcher, DispatchSettings
 from services.billing.alerts.repository import AlertRepository
@@ -28,13 +29,13 @@ SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name
 
 def create_server(
     repository: BillingRepository, purchases: Purchases, alerts: AlertRepository, address: str, *,
-    tokens: ServiceTokens | None, fault_injection: bool = False,
+    tokens: ServiceTokens | None, tls: GrpcTls | None, fault_injection: bool = False,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The billing server, not yet started, and its bound port (tests bind port 0)."""
     servicer = BillingServicer(repository, purchases, alerts, fault_injection=fault_injection)
     return create_grpc_server(
         lambda server: billing_pb2_grpc.add_BillingServicer_to_server(servicer, server), [SERVICE_NAME], address,
-        tokens=tokens,
+        tokens=tokens, tls=tls,
     )
 
 
@@ -50,6 +51,7 @@ def dispatch_settings(settings: BillingSettings) -> DispatchSettings:
 
 async def run(settings: BillingSettings) -> None:
     tokens = tokens_or_exit(settings)  # before anything else: no token, no start
+    tls = tls_or_exit(settings, "billing")  # nor with half a TLS configuration
     pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                              application_name="billing")
     await wait_for_schema(pool, settings.migrations_dir)
@@ -64,9 +66,10 @@ async def run(settings: BillingSettings) -> None:
     if settings.stripe_secret_key is None:
         log.warning("STRIPE_SECRET_KEY is not set: credit purchases are refused")
     server, port, health_servicer = create_server(repository, purchases, alerts, settings.address, tokens=tokens,
-                                                  fault_injection=settings.fault_injection)
-    # Alert mails go to the address auth keeps: the dispatcher asks auth, with the service token.
-    auth_channel = authenticated_channel(settings.auth_addr, tokens)
+                                                  tls=tls, fault_injection=settings.fault_injection)
+    # Alert mails go to the address auth keeps: the dispatcher asks auth, with the service token (and, with
+    # TLS on, billing's own certificate: it is a client of auth as well as a server).
+    auth_channel = authenticated_channel(settings.auth_addr, tokens, tls=tls)
     dispatcher = Dispatcher(alerts, auth_pb2_grpc.AuthStub(auth_channel), dispatch_settings(settings))
     log.info("billing gRPC listening on %s:%d", settings.host, port)
     try:

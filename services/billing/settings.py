@@ -22,6 +22,8 @@ class BillingSettings(CommonSettings):
     # hide_input_in_errors: a refused SMTP_URL (or DATABASE_URL) must not be echoed, password and all.
     model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore", populate_by_name=True,
                                       hide_input_in_errors=True)
+    DEPLOY_REQUIRED = ("host", "database_url", "service_token", "auth_addr", "stripe_secret_key",
+                       "stripe_webhook_secret", "stripe_publishable_key", "smtp_url")
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_BILLING_PORT

@@ -14,6 +14,7 @@ from common.grpc_server import create_server as create_grpc_server
 from common.grpc_server import serve_until_signalled
 from common.logging import setup_logging
 from common.service_auth import ServiceTokens, tokens_or_exit
+from common.tls import GrpcTls, tls_or_exit
 from protos import generation_pb2, generation_pb2_grpc
 from services.generation.claude import ClaudeClient
 from services.generation.planner import Planner
@@ -28,16 +29,17 @@ SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["Generation"].full_nam
 
 
 def create_server(
-    servicer: GenerationServicer, address: str, *, tokens: ServiceTokens | None
+    servicer: GenerationServicer, address: str, *, tokens: ServiceTokens | None, tls: GrpcTls | None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     return create_grpc_server(
         lambda server: generation_pb2_grpc.add_GenerationServicer_to_server(servicer, server), [SERVICE_NAME], address,
-        tokens=tokens,
+        tokens=tokens, tls=tls,
     )
 
 
 async def run(settings: GenerationSettings) -> None:
     tokens = tokens_or_exit(settings)  # before anything else: no token, no start
+    tls = tls_or_exit(settings, "generation")  # nor with half a TLS configuration
     if settings.anthropic_api_key is None:
         raise SystemExit("ANTHROPIC_API_KEY is not set (`make run` starts the local simulator when it is unset)")
     pool = await create_pool(settings.dsn(), min_size=settings.db_pool_min, max_size=settings.db_pool_max,
@@ -51,7 +53,7 @@ async def run(settings: GenerationSettings) -> None:
     planner = Planner(PriceTable.load(), TemplateStore(), projects, settings.max_tokens_cap)
     servicer = GenerationServicer(planner, claude, simulated=settings.simulated,
                                   fault_injection=settings.fault_injection)
-    server, port, health_servicer = create_server(servicer, settings.address, tokens=tokens)
+    server, port, health_servicer = create_server(servicer, settings.address, tokens=tokens, tls=tls)
     if settings.simulated:
         log.warning("*** SIMULATED CLAUDE: calls go to the local simulator at %s ***", settings.anthropic_base_url)
     log.info("generation gRPC listening on %s:%d", settings.host, port)

@@ -9,6 +9,7 @@ from services.generation.retry import RetryPolicy
 
 class GenerationSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="GENERATION_", extra="ignore", populate_by_name=True)
+    DEPLOY_REQUIRED = ("host", "database_url", "service_token", "anthropic_api_key")
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_GENERATION_PORT

@@ -147,7 +147,7 @@ async def test_unknown_methods_are_refused_before_they_are_revealed(bare: grpc.a
 async def rotating_server() -> AsyncIterator[tuple[str, ServiceTokens]]:
     tokens = parse_tokens(f"{secrets.token_urlsafe(32)}\n# the old one, until every client has the new\n"
                           f"{secrets.token_urlsafe(32)}, {secrets.token_urlsafe(32)}", "test")
-    server, port, _health = create_server(lambda _server: None, [], "127.0.0.1:0", tokens=tokens)
+    server, port, _health = create_server(lambda _server: None, [], "127.0.0.1:0", tokens=tokens, tls=None)
     await server.start()
     try:
         yield f"127.0.0.1:{port}", tokens

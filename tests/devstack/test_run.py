@@ -22,6 +22,8 @@ import httpx
 import psutil
 
 from common.db_roles import role_passwords
+from common.settings import CommonSettings
+from common.tls import load_tls, probe_channel
 from devstack.embedded_pg import EmbeddedPostgres
 from protos import auth_pb2, auth_pb2_grpc
 from tests.stack import Stack, free_port
@@ -37,7 +39,8 @@ class Run:
                "LOG_LEVEL": "WARNING"}
         for name in ("DATABASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "FSG_SERVICE_TOKEN",
                      "FSG_SERVICE_TOKEN_FILE", "FSG_SERVICE_AUTH", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
-                     "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY", "SMTP_URL"):
+                     "STRIPE_API_BASE", "STRIPE_PUBLISHABLE_KEY", "SMTP_URL", "FSG_TLS", "FSG_TLS_DIR", "FSG_TLS_CA",
+                     "FSG_TLS_CERT", "FSG_TLS_KEY", "EDGE_TLS_CERT", "EDGE_TLS_KEY"):
             env.pop(name, None)
         if database_url:
             env["DATABASE_URL"] = database_url
@@ -91,8 +94,10 @@ def _wait_for_mail(directory: Path, to: str, timeout: float = 30) -> str:
     raise AssertionError(f"no mail to {to} in {directory}")
 
 
-def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.StatusCode:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def _auth_call(port: int, metadata: tuple[tuple[str, str], ...] = (), tls_dir: Path | None = None) -> grpc.StatusCode:
+    """ListUsers on auth: in plaintext, or with the `operator` certificate of `tls_dir`."""
+    tls = None if tls_dir is None else load_tls(CommonSettings(FSG_TLS_DIR=str(tls_dir)), "operator")  # type: ignore[call-arg]
+    with probe_channel(f"127.0.0.1:{port}", tls) as channel:
         try:
             auth_pb2_grpc.AuthStub(channel).ListUsers(auth_pb2.ListUsersRequest(page_size=1), metadata=metadata,
                                                       timeout=10)
@@ -165,8 +170,13 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         token_file = tmp_path / "service-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         token = token_file.read_text().strip()
-        assert _auth_call(ports["auth"]) == grpc.StatusCode.UNAUTHENTICATED
-        assert _auth_call(ports["auth"], (("authorization", f"Bearer {token}"),)) == grpc.StatusCode.OK
+        tls_dir = tmp_path / "tls"
+        assert {key.name: key.stat().st_mode & 0o777 for key in tls_dir.glob("*.key")} == {
+            f"{name}.key": 0o600 for name in ("ca", "auth", "billing", "generation", "edge", "operator", "postgres")}
+        bearer = (("authorization", f"Bearer {token}"),)
+        assert _auth_call(ports["auth"], bearer) == grpc.StatusCode.UNAVAILABLE  # plaintext: no handshake
+        assert _auth_call(ports["auth"], tls_dir=tls_dir) == grpc.StatusCode.UNAUTHENTICATED
+        assert _auth_call(ports["auth"], bearer, tls_dir) == grpc.StatusCode.OK
     finally:
         first.stop(signal.SIGTERM)
     assert token not in "\n".join(first.lines)
@@ -196,7 +206,8 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert httpx.get(f"{second.url}/api/admin/users", headers=admin).status_code == 401
         assert httpx.get(f"{second.url}/api/admin/users", headers={"X-API-Key": new_admin.group(1)}).status_code == 200
         assert token_file.read_text().strip() == token  # kept across restarts
-        assert _auth_call(ports["auth"], (("authorization", f"Bearer {token}"),)) == grpc.StatusCode.OK
+        bearer = (("authorization", f"Bearer {token}"),)
+        assert _auth_call(ports["auth"], bearer, tmp_path / "tls") == grpc.StatusCode.OK
     finally:
         second.stop(signal.SIGINT)
     assert token not in "\n".join(second.lines)
