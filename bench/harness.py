@@ -29,6 +29,7 @@ BENCH_ENV = {
     "SIM_LOG_LEVEL": "warning",
     "BILLING_SWEEP_INTERVAL_SECONDS": "5",
     "LOG_LEVEL": "WARNING",
+    "LOG_FORMAT": "json",  # production's (the test stack's default is make run's console lines)
     "DB_POOL_MAX": str(CommonSettings.model_fields["db_pool_max"].default),  # the test stack uses 20
 }
 

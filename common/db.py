@@ -19,9 +19,12 @@ import logging
 from pathlib import Path
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from common.logging import get_logger
 
 log = logging.getLogger(__name__)
+_events = get_logger(__name__)
 
 #: Arbitrary but fixed: the advisory-lock key that serialises migration runs.
 MIGRATION_LOCK_KEY = 0x46534701
@@ -47,6 +50,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, wait_s
         wait=wait_exponential(multiplier=0.1, max=2),
         stop=stop_after_delay(wait_seconds),
         reraise=True,
+        before_sleep=_connect_failed,
     ):
         with attempt:
             pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -54,6 +58,14 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, wait_s
                 server_settings={"application_name": application_name} if application_name else None,
             )
     return pool
+
+
+def _connect_failed(state: RetryCallState) -> None:
+    """Each failed attempt to open the pool is a `db.connection_problem` event (the error's type only: its
+    message may quote the URL)."""
+    error = state.outcome.exception() if state.outcome else None
+    _events.warning("db.connection_problem", message="cannot connect to the database yet; retrying",
+                    error=type(error).__name__, where="connect", attempt=state.attempt_number)
 
 
 async def schema_behind(conn: asyncpg.Connection, directory: Path) -> list[str]:

@@ -20,9 +20,10 @@ from typing import Any
 import asyncpg
 import grpc
 
-from common.logging import redact
+from common.logging import get_logger, redact
 
 log = logging.getLogger(__name__)
+_events = get_logger(__name__)
 
 
 class Refusal(StrEnum):
@@ -90,7 +91,8 @@ def status_of(exc: BaseException) -> tuple[Refusal, str] | None:
         # Some messages quote the caller's input (a template id, a model): never send a key back.
         return exc.refusal, redact(exc.message)
     if isinstance(exc, DB_DOWN):
-        log.warning("database unavailable: %s", type(exc).__name__)
+        _events.warning("db.connection_problem", message=f"database unavailable: {type(exc).__name__}",
+                        error=type(exc).__name__, where="request")
         return Refusal.UNAVAILABLE, Unavailable.message
     if isinstance(exc, _TRANSIENT):
         log.warning("database conflict: %s", type(exc).__name__)

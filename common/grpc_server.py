@@ -21,6 +21,8 @@ from grpc_reflection.v1alpha import reflection
 
 from common.errors import DomainErrorInterceptor
 from common.grpc_target import SERVER_KEEPALIVE_OPTIONS
+from common.logging import get_logger
+from common.request_id import RequestIdInterceptor
 from common.service_auth import ServiceTokenInterceptor, ServiceTokens
 from common.tls import GrpcTls
 
@@ -47,7 +49,7 @@ def create_server(
     no server is built without deciding. With `tls`, the port speaks only mutual TLS: a client without a
     certificate signed by the deployment's CA fails the handshake, before any method (health included).
     """
-    interceptors: list[grpc.aio.ServerInterceptor] = [DomainErrorInterceptor()]
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(), DomainErrorInterceptor()]
     if tokens is not None:
         interceptors.insert(0, ServiceTokenInterceptor(tokens))  # first: refuse before any other work
     server = grpc.aio.server(
@@ -98,7 +100,8 @@ async def watch_database(
             status = NOT_SERVING
         if status != current:
             if status == NOT_SERVING:
-                log.warning("database unreachable: health NOT_SERVING")
+                get_logger(__name__).warning("db.connection_problem", where="health",
+                                             message="database unreachable: health NOT_SERVING")
             await set_health(health_servicer, names, status)
             current = status
         await asyncio.sleep(interval)

@@ -34,6 +34,9 @@ class CommonSettings(BaseSettings):
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
     data_dir: Path = Field(Path(".data"), validation_alias="DATA_DIR")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    #: "json": one JSON object per line (production, the default); "console": `ts LEVEL service logger:
+    #: message key=value` (`make run` sets it). Same schema either way (common/logging.py).
+    log_format: Literal["json", "console"] = Field("json", validation_alias="LOG_FORMAT")
     migrations_dir: Path = Field(REPO_ROOT / "migrations", validation_alias="MIGRATIONS_DIR")
     db_pool_min: int = Field(2, validation_alias="DB_POOL_MIN", ge=1)
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX", ge=1)

@@ -93,6 +93,9 @@ def process_env(settings: StackSettings, ports: dict[str, int], simulate: bool,
         GENERATION_ADDR=f"127.0.0.1:{ports['GENERATION_PORT']}",
         SIM_PORT=str(ports["SIM_PORT"]),
     )
+    # Readable lines in a terminal; production's default is JSON lines (README, "Logging"). An operator's
+    # own LOG_FORMAT wins.
+    env.setdefault("LOG_FORMAT", "console")
     if settings.service_auth == "on" and settings.service_token is None and settings.service_token_file is None:
         # Every process reads the same file; a path, not the secret, goes into their environments.
         env["FSG_SERVICE_TOKEN_FILE"] = str(ensure_token_file(settings.data_dir.resolve() / "service-token"))

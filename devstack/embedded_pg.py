@@ -256,6 +256,10 @@ class EmbeddedPostgres:
         self._write_connection_file()
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self._run_as is not None:
+            # Walkable again for the server's user: something may have closed an ancestor since start (pytest
+            # makes /tmp/pytest-of-<user> 0700 whenever a session starts), and pg_ctl would then see no server.
+            _make_traversable(self.data_dir)
         return self._run(self.bin / "pg_ctl", "-D", str(self.pgdata), *args, check=check)
 
     def _run(

@@ -19,6 +19,8 @@ from localstripe import resources
 from localstripe.server import app
 from localstripe.webhooks import register_webhook
 
+from common.logging import setup_logging
+
 log = logging.getLogger("localstripe")
 
 
@@ -40,7 +42,7 @@ def _keep_state_in(path: Path) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(name)s %(levelname)s %(message)s")
+    setup_logging("localstripe", os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
     state = Path(os.environ.get("DATA_DIR", ".data")).resolve() / "localstripe"
     state.mkdir(parents=True, exist_ok=True)
     _keep_state_in(state / "store.pickle")

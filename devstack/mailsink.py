@@ -80,7 +80,7 @@ async def serve(settings: MailSinkSettings) -> None:
 
 def main() -> None:
     settings = MailSinkSettings()
-    setup_logging("mailsink", settings.log_level)
+    setup_logging("mailsink", settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
 
 

@@ -7,7 +7,7 @@ import logging
 
 import uvicorn
 
-from common.logging import RedactingFilter, setup_logging
+from common.logging import RedactingFilter, logging_config, setup_logging
 from common.service_auth import tokens_or_exit
 from common.tls import tls_or_exit
 from edge.settings import EdgeSettings
@@ -15,7 +15,7 @@ from edge.settings import EdgeSettings
 
 def main() -> None:
     settings = EdgeSettings()
-    setup_logging("edge", settings.log_level)
+    setup_logging("edge", settings.log_level, settings.log_format)
     tokens_or_exit(settings)  # fail here with one clear line, not inside each worker's start-up
     tls_or_exit(settings, "edge")  # likewise for the certificate the edge presents to the services
     for name in ("uvicorn", "uvicorn.error"):
@@ -28,7 +28,8 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_config=None,
+        # Applied again in each worker process EDGE_WORKERS spawns (they inherit no logging set up here).
+        log_config=logging_config("edge", settings.log_level, settings.log_format),
         access_log=False,
         loop="uvloop",
         http="httptools",

@@ -54,8 +54,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        per_path={bulk.IMPORT_PATH: settings.max_import_bytes})
-    if settings.access_log:
-        app.add_middleware(AccessLogMiddleware)
+    # Always installed: it binds each request's id (EDGE_ACCESS_LOG only decides whether it writes the line).
+    app.add_middleware(AccessLogMiddleware, log_requests=settings.access_log)
     # The metered generation routes first: every request is matched against the routes in order, and they
     # carry the traffic (no two routers share a path, so the order changes nothing else).
     app.include_router(generate.router, responses=METERED_ERRORS)

@@ -14,6 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
+from common import request_id
 from common.coalesce import Coalescer
 from common.errors import REFUSAL_METADATA
 from edge.metrics import BATCH_ITEMS
@@ -61,6 +62,9 @@ class BatchedUnary(Generic[Req, Resp]):
 
     async def _send(self, items: list[Req]) -> Sequence[Resp | BaseException]:
         BATCH_ITEMS.labels(self._name).observe(len(items))
+        # This task was started by one of the batch's callers and inherited its request id; the batch carries
+        # many (each in its item, bound per item by the service), so its RPC must not name one of them.
+        request_id.request_id.set(None)
         try:
             reply = await self._batch_method(self._make_request(items), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:

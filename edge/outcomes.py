@@ -9,26 +9,27 @@ tests/edge/test_outcome_mapping.py checks that every value of each enum has its 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from decimal import Decimal
 
+from common.logging import get_logger
 from common.money import for_json, from_wire
 from edge.errors import ApiError, IdempotencyKeyReused
 from edge.metrics import GENERATIONS
 from edge.rate_limits import rate_limited
 from protos import billing_pb2
 
-log = logging.getLogger(__name__)
+_events = get_logger(__name__)
 Reason = billing_pb2.Reason
 Outcome = billing_pb2.Outcome
 
 
 def _insufficient(reserved: billing_pb2.ReserveResponse, user_id: int, endpoint: str, required: Decimal) -> ApiError:
     GENERATIONS.labels(endpoint, "insufficient_credits").inc()
-    log.info("user %d: insufficient credits for %s (required %s, available %s)", user_id, endpoint, required,
-             reserved.available)
     available = from_wire(reserved.available)
+    _events.info("credits.limit_hit", message=f"user {user_id}: insufficient credits for {endpoint}",
+                 user_id=user_id, endpoint=endpoint, required=str(for_json(required)),
+                 available=str(for_json(available)), owes=available < 0)
     if available < 0:
         return ApiError(402, "Insufficient credits", remaining=available, required=required, owed=-available,
                         message=f"Your account owes {for_json(-available)} credits: a refunded or disputed purchase "

@@ -30,7 +30,9 @@ import grpc
 from fastapi import Response
 
 from common import faults
+from common import request_id as context
 from common.faults import FaultPoint
+from common.logging import get_logger
 from common.money import ZERO, for_json, from_wire, to_wire
 from edge.clients import ServiceClients
 from edge.errors import ApiError, from_grpc
@@ -42,6 +44,7 @@ from edge.settings import EdgeSettings
 from protos import billing_pb2, generation_pb2
 
 log = logging.getLogger(__name__)
+_events = get_logger(__name__)
 Reason = billing_pb2.Reason
 #: GenerateRequest fields that differ between attempts of one logical request (not in its fingerprint).
 _PER_ATTEMPT_FIELDS = ("request_id", "simulator_fault")
@@ -102,7 +105,10 @@ async def run_metered(clients: ServiceClients, settings: EdgeSettings, caller: C
                       ) -> Response:
     """One metered call. Every answer, error or not, names its request id in `X-Request-ID`: the id its
     hold and usage row carry, so a caller (or an operator) can trace any outcome, a 402 or a 5xx too."""
-    request_id = f"req_{uuid.uuid4().hex}"
+    request_id = context.request_id.get()
+    if request_id is None:  # an app without edge.access_log's middleware (a unit test's): bind one here
+        request_id = f"req_{uuid.uuid4().hex}"
+        context.request_id.set(request_id)
     try:
         return await _run(clients, settings, caller, metered, request_id)
     except ApiError as exc:
@@ -295,6 +301,10 @@ def _answer_settled(call: _Call, executed: generation_pb2.ExecuteResponse,
         CREDITS_CHARGED.labels(call.endpoint).inc(float(charged))
         TOKENS.labels(executed.model, "input").inc(executed.input_tokens)
         TOKENS.labels(executed.model, "output").inc(executed.output_tokens)
+        if executed.input_tokens + executed.output_tokens > call.settings.high_tokens_threshold:
+            _events.warning("usage.high_tokens", endpoint=call.endpoint, model=executed.model,
+                            input_tokens=executed.input_tokens, output_tokens=executed.output_tokens,
+                            threshold=call.settings.high_tokens_threshold, credits_charged=str(charged))
         response = success_response(executed.result_json, executed.input_tokens, executed.output_tokens,
                                     executed.model, charged, settled.balance, call.request_id)
         call.timings["total"] = (time.monotonic() - call.started) * 1000

@@ -54,6 +54,10 @@ class EdgeSettings(CommonSettings):
     #: One access-log line per request (method, path, status, duration, request id, user id; never the
     #: query string or a header), on the `edge.access` logger at INFO.
     access_log: bool = True
+    #: A paid call whose input + output tokens exceed this is logged as the `usage.high_tokens` event
+    #: (EDGE_HIGH_TOKENS_THRESHOLD; README, "Logging"). The kinds' default output caps are 1,000 to 4,000
+    #: tokens on prompts of a few thousand, so the default flags calls well past the usual.
+    high_tokens_threshold: int = Field(20_000, ge=0)
     #: Larger request bodies are refused with 413 before they are parsed (EDGE_MAX_BODY_BYTES).
     max_body_bytes: int = Field(1024 * 1024, ge=1)
     #: The same for a bulk-import CSV (POST /api/admin/import), EDGE_MAX_IMPORT_BYTES: 10,000 users are

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 import uvicorn
 
+from common.logging import setup_logging
 from simulator.app import create_app
 from simulator.settings import SimulatorSettings
 
@@ -23,6 +25,8 @@ def banner(settings: SimulatorSettings) -> str:
 
 def main() -> None:
     settings = SimulatorSettings()
+    # The same schema and redaction as the services' lines (README, "Logging"); the banners stay plain.
+    setup_logging("simulator", settings.log_level, os.environ.get("LOG_FORMAT", "json"))
     print(banner(settings), file=sys.stderr, flush=True)
     if settings.fault:
         print(f"*** SIMULATED CLAUDE: start-up fault {settings.fault!r} applies to every request ***",
@@ -34,6 +38,7 @@ def main() -> None:
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools",
         access_log=False,
+        log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )

@@ -165,6 +165,8 @@ class Stack:
             "DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "WARNING",
+            # As under `make run`; tests/logs runs its own stack with LOG_FORMAT=json.
+            "LOG_FORMAT": "console",
             "SIM_PORT": str(self.ports["simulator"]),
             "AUTH_PORT": str(self.ports["auth"]),
             "BILLING_PORT": str(self.ports["billing"]),

@@ -12,6 +12,7 @@ import asyncpg
 
 from common import user_fields
 from common.errors import DomainError
+from common.logging import get_logger, printable
 from services.auth import keys, queries
 from services.auth.errors import (
     CannotDisableLastAdmin,
@@ -175,12 +176,15 @@ class AuthRepository:
         still made with `hmac.compare_digest`, so it is constant-time whatever the index did.
         """
         if not keys.looks_like_key(key):
+            _failed("malformed", key)
             return None
         digest = keys.key_hash(key)
         row = await self._pool.fetchrow(queries.USER_BY_KEY_HASH, digest)
         if row is None or not hmac.compare_digest(bytes(row["api_key_hash"]), digest):
+            _failed("unknown", key)
             return None
         if row["disabled_at"] is not None:
+            _failed("disabled", key, row["id"])
             return None
         return UserRecord.from_row(row)
 
@@ -257,3 +261,12 @@ class AuthRepository:
                 queries.INSERT_USER, username, email, keys.key_hash(key), keys.display_prefix(key), True
             )
             return UserRecord.from_row(row), key
+
+
+_log = get_logger(__name__)
+
+
+def _failed(reason: str, key: str, user_id: int | None = None) -> None:
+    """Log a refused key as the `auth.failed` event: why, and no more of the key than operators see in
+    listings (`key_owner` only for a disabled user's key, which is known)."""
+    _log.warning("auth.failed", reason=reason, key_prefix=printable(key[:11]), key_owner=user_id)

@@ -59,7 +59,7 @@ async def run(settings: AuthSettings) -> None:
 
 def main() -> None:
     settings = AuthSettings()
-    setup_logging("auth", settings.log_level)
+    setup_logging("auth", settings.log_level, settings.log_format)
     uvloop.run(run(settings))
 
 

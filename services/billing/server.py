@@ -84,7 +84,7 @@ async def run(settings: BillingSettings) -> None:
 
 def main() -> None:
     settings = BillingSettings()
-    setup_logging("billing", settings.log_level)
+    setup_logging("billing", settings.log_level, settings.log_format)
     uvloop.run(run(settings))
 
 

@@ -11,6 +11,7 @@ from common import faults
 from common.errors import answer_each, item_status
 from common.faults import FaultPoint
 from common.money import from_wire, to_wire
+from common.request_id import each_with_id
 from protos import billing_pb2, billing_pb2_grpc
 from services.billing.alerts.repository import AlertRepository, AlertSettings
 from services.billing.errors import InvalidBillingRequest, InvalidCredits
@@ -292,14 +293,16 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def ReserveBatch(
         self, request: billing_pb2.ReserveBatchRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReserveBatchResponse:
-        calls = (self.Reserve(item, context) for item in request.items)
+        calls = each_with_id(request.items, lambda item: self.Reserve(item, context), lambda item: item.request_id,
+                             "Reserve")
         return billing_pb2.ReserveBatchResponse(
             items=await answer_each(calls, billing_pb2.ReserveOutcome, billing_pb2.ItemStatus))
 
     async def CommitBatch(
         self, request: billing_pb2.CommitBatchRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.SettleBatchResponse:
-        calls = (self.Commit(item, context) for item in request.items)
+        calls = each_with_id(request.items, lambda item: self.Commit(item, context),
+                             lambda item: item.usage.request_id, "Commit")
         return billing_pb2.SettleBatchResponse(
             items=await answer_each(calls, billing_pb2.SettleOutcome, billing_pb2.ItemStatus))
 

@@ -80,7 +80,7 @@ async def discard_unpaid_forever(projects: ProjectRepository, interval: float) -
 
 def main() -> None:
     settings = GenerationSettings()
-    setup_logging("generation", settings.log_level)
+    setup_logging("generation", settings.log_level, settings.log_format)
     uvloop.run(run(settings))
 
 

@@ -17,6 +17,7 @@ from common import faults
 from common.errors import answer_each
 from common.faults import FaultPoint
 from common.money import ZERO, InvalidAmount, parse_credits, to_wire
+from common.request_id import each_with_id
 from protos import generation_pb2, generation_pb2_grpc
 from services.generation.claude import ClaudeClient
 from services.generation.errors import InvalidGenerationInput, ProjectNotFound
@@ -43,7 +44,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
     async def PrepareBatch(
         self, request: generation_pb2.PrepareBatchRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.PrepareBatchResponse:
-        calls = (self.Prepare(item, context) for item in request.items)
+        calls = each_with_id(request.items, lambda item: self.Prepare(item, context), lambda item: item.request_id,
+                             "Prepare")
         return generation_pb2.PrepareBatchResponse(
             items=await answer_each(calls, generation_pb2.PrepareOutcome, generation_pb2.ItemStatus))
 

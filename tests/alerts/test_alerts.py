@@ -224,7 +224,7 @@ async def test_refusals_for_insufficient_credits_make_one_event_until_credits_ar
     assert delivery.event["data"] == {"user_id": user.id, "balance": 3, "available": 3,
                                       "required": event["required"], "endpoint": "/api/generate-structure"}
     logged = [line for line in alerts_stack.log("billing").splitlines()
-              if "event=credit_limit_reached" in line and f"user_id={user.id} " in line]
+              if "event=alerts.credit_limit_reached" in line and f"user_id={user.id}" in line.split()]
     assert len(logged) == 1 and f"alert_id={event['id']}" in logged[0], logged
 
     grant(client, alerts_stack, user, 1)  # still too little, but credits arrived: armed again

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -131,6 +132,12 @@ def test_make_run_end_to_end(data_root: Path) -> None:
                                json={"storyInput": {"title": "Night Train"}, "template": "hero-journey"})
         assert structure.status_code == 200, structure.text
         remaining = structure.json()["usage"]["credits_remaining"]
+        # `make run` shows readable console lines (LOG_FORMAT=console), the named event's fields after the message.
+        refused = httpx.get(f"{first.url}/api/my-stats", headers={"X-API-Key": "user_" + "0" * 64})
+        assert refused.status_code == 401
+        shown = (" WARNING edge edge.security: rejected API key user_000000… on /api/my-stats event=auth.failed "
+                 f"reason=invalid key_prefix=user_000000 request_id={refused.headers['X-Request-ID']}")
+        _wait_for(lambda: any(line.endswith(shown) for line in first.lines), "the console auth.failed line")
         # The default threshold is 100 credits: that first call took johndoe below it, and the alert mail lands
         # in the local mail sink, where the launcher's banner says.
         mail_dir = data_root.resolve() / "mail"
@@ -230,3 +237,11 @@ def test_make_run_uses_database_url_and_starts_no_postgres(tmp_path: Path, stack
     finally:
         run.stop(signal.SIGTERM)
     assert stack.postgres is not None and stack.postgres.is_running()  # not ours to stop
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Poll until `predicate` holds (a line is printed after the answer it is about)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -13,6 +13,7 @@ import pytest
 from edge import outcomes
 from edge.errors import ApiError
 from edge.pipeline import _answer_settled, _Call
+from edge.settings import EdgeSettings
 from protos import billing_pb2, generation_pb2
 from services.billing.outcomes import Outcome, Reason
 
@@ -35,7 +36,8 @@ def test_every_outcome_has_a_proto_value_and_exactly_one_edge_class() -> None:
 
 
 def _call() -> _Call:
-    return _Call(clients=None, settings=None, caller=None, endpoint="/api/generate-scene",  # type: ignore[arg-type]
+    # Settings are read on the paid path (the high-token threshold of `usage.high_tokens`): the defaults.
+    return _Call(clients=None, settings=EdgeSettings(), caller=None, endpoint="/api/generate-scene",  # type: ignore[arg-type]
                  request_id="req_test", hold_id="hold", key=None, fingerprint=b"", faults=None,  # type: ignore[arg-type]
                  started=time.monotonic())
 

@@ -4,7 +4,6 @@ transaction that moved the balance (see the package docstring)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +11,7 @@ from decimal import Decimal
 import asyncpg
 
 from common.errors import DB_DOWN
+from common.logging import get_logger
 from common.money import ZERO, InvalidAmount, parse_credits
 from common.webhook_url import InvalidWebhookUrl, check_webhook_url
 from services.billing.alerts import queries
@@ -22,7 +22,7 @@ from services.billing.errors import InvalidBillingRequest, InvalidCredits
 from services.billing.queries import ENSURE_ACCOUNT
 from services.billing.repository import KEEP, Keep
 
-log = logging.getLogger(__name__)
+_events = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +143,13 @@ class AlertRepository:
         try:
             alert_id: int | None = await self._pool.fetchval(queries.CREDIT_LIMIT, user_id, required, endpoint)
         except (asyncpg.PostgresError, *DB_DOWN):
-            log.warning("event=credit_limit_reached user_id=%d endpoint=%s required=%s recorded=false "
-                        "(the database did not take it)", user_id, endpoint, required, exc_info=True)
+            _events.warning("alerts.credit_limit_reached", message="credit-limit alert not recorded (the database "
+                            "did not take it)", user_id=user_id, endpoint=endpoint, required=str(required),
+                            recorded=False, exc_info=True)
             return None
         if alert_id is not None:
-            log.info("event=credit_limit_reached alert_id=%d user_id=%d endpoint=%s required=%s", alert_id, user_id,
-                     endpoint, required)
+            _events.info("alerts.credit_limit_reached", message="credit-limit alert recorded", alert_id=alert_id,
+                         user_id=user_id, endpoint=endpoint, required=str(required), recorded=True)
         return alert_id
 
     # -- the outbox's deliveries -------------------------------------------------------------------
