@@ -10,7 +10,10 @@ DECLARE
     webhook text;
     alert bigint;
 BEGIN
-    SELECT * INTO acct FROM credit_accounts a WHERE a.user_id = p_user_id;
+    -- The account first, as every money mover locks it (FOR UPDATE) before the balance trigger touches the
+    -- settings row: KEY SHARE waits for a mover holding the account and blocks no plain update. Taken after
+    -- the settings row (as the foreign keys below would), the order is reversed and the two deadlock.
+    SELECT * INTO acct FROM credit_accounts a WHERE a.user_id = p_user_id FOR KEY SHARE;
     IF NOT FOUND OR acct.unlimited THEN
         RETURN NULL;
     END IF;
