@@ -62,10 +62,14 @@ async def dashboard(request: Request, clients: Clients, who: Visitor) -> Respons
 
 @router.get("/purchases")
 async def purchase_state(request: Request, clients: Clients, who: Visitor) -> Response:
-    """The purchases table alone: the page polls it while a purchase waits for Stripe's webhook."""
+    """The purchases table alone: the page polls it while a purchase waits for Stripe's webhook. The balance
+    tile at the top of the page and the ledger come along (htmx out-of-band swaps), so the page never shows
+    two balances."""
     bought = await _purchases(clients, who)
     stats = data(await me.my_stats(clients, who.caller))
-    return render(request, "_purchases.html", who, purchases=bought, pending=_pending(bought), stats=stats)
+    ledger = data(await me.my_transactions(clients, who.caller, limit=20, before=0))
+    return render(request, "_purchases.html", who, purchases=bought, pending=_pending(bought), stats=stats,
+                  ledger=ledger["transactions"], refreshed=True)
 
 
 @router.post("/buy")

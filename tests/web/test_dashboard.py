@@ -75,6 +75,9 @@ def test_buying_credits_with_the_test_card(page: Page, writer: TestUser, api: ht
     expected = Decimal(500) + Decimal(str(pack["credits"]))
     expect(page.locator("#purchases-balance")).to_have_text(shown(expected), timeout=30_000)
     expect(page.locator("#purchases td.state").first).to_have_text("succeeded")
+    # The tile at the top and the ledger follow, not only the purchases table.
+    expect(page.locator("#balance")).to_have_text(shown(expected))
+    expect(page.locator("#ledger tbody tr").first).to_contain_text("purchase")
     stats = api.get("/api/my-stats", headers=writer.headers).json()
     assert Decimal(str(stats["user"]["credits_remaining"])) == expected
     shoot(page, shots, "dashboard-purchase")
