@@ -71,7 +71,7 @@ def main() -> None:
     for name, micros in results.items():
         print(f"access line, {name}: {micros:.1f} µs CPU", file=out)
     bare, wrapped = per_call()
-    print(f"gRPC call through RequestIdChannel: +{wrapped - bare:.2f} µs CPU ({bare:.2f} → {wrapped:.2f})", file=out)
+    print(f"gRPC call through request_id_channel: +{wrapped - bare:.2f} µs CPU ({bare:.2f} → {wrapped:.2f})", file=out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The request id (and caller) a log line is about, and how they travel.
 
 The edge binds them per HTTP request (`edge.access_log`, and `edge.security` once the key is checked);
-every gRPC call made meanwhile sends them as metadata `x-request-id` and `x-user-id` (`RequestIdChannel`),
+every gRPC call made meanwhile sends them as metadata `x-request-id` and `x-user-id` (`request_id_channel`),
 and each service binds them for the RPC it serves (`RequestIdInterceptor`), so every line any process logs
 about the request carries the same `request_id` and `user_id` (common/logging.py adds them). A batch RPC
 carries many requests: it sends neither, and the service binds each item's own from the payload while that
@@ -22,6 +22,8 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import grpc
+
+from common.grpc_channel import WrappedChannel
 
 T = TypeVar("T")
 
@@ -64,54 +66,10 @@ class _WithRequestId:
         return self._inner(*args, metadata=metadata, **kwargs)
 
 
-class RequestIdChannel(grpc.aio.Channel):
-    """A channel whose every call (so every stub built on it) sends the request id bound at that moment.
-
-    A wrapper, not a grpc.aio client interceptor, for the reason `common.service_auth.AuthenticatedChannel`
-    gives: an interceptor costs an extra task and call object per call on the edge's hot path, and grpc.aio
-    applies one that implements several call shapes to the first shape only.
-    """
-
-    def __init__(self, inner: grpc.aio.Channel) -> None:
-        self._inner = inner
-
-    async def __aenter__(self) -> RequestIdChannel:
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
-        await self._inner.close(None)
-
-    async def close(self, grace: float | None = None) -> None:
-        await self._inner.close(grace)
-
-    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        return self._inner.get_state(try_to_connect)
-
-    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
-        await self._inner.wait_for_state_change(last_observed_state)
-
-    async def channel_ready(self) -> None:
-        await self._inner.channel_ready()
-
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool | None = False) -> Any:
-        return _WithRequestId(self._inner.unary_unary(method, request_serializer, response_deserializer,
-                                                      _registered_method))
-
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> Any:
-        return _WithRequestId(self._inner.unary_stream(method, request_serializer, response_deserializer,
-                                                       _registered_method))
-
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> Any:
-        return _WithRequestId(self._inner.stream_unary(method, request_serializer, response_deserializer,
-                                                       _registered_method))
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool | None = False) -> Any:
-        return _WithRequestId(self._inner.stream_stream(method, request_serializer, response_deserializer,
-                                                        _registered_method))
+def request_id_channel(inner: grpc.aio.Channel) -> grpc.aio.Channel:
+    """A channel whose every call (so every stub built on it) sends the request id bound at that moment
+    (`common.grpc_channel` says why a wrapper and not an interceptor)."""
+    return WrappedChannel(inner, _WithRequestId)
 
 
 # -- server side: the RPC's task carries the caller's id -----------------------------------------------

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from common.grpc_server import MAX_MESSAGE_BYTES
-from common.request_id import RequestIdChannel
+from common.request_id import request_id_channel
 from common.service_auth import authenticated_channel, load_tokens
 from common.tls import load_tls
 from edge.batching import BatchedUnary
@@ -60,7 +60,7 @@ class ServiceClients:
             ("generation", settings.generation_addr),
         ):
             # An address that names several replicas spreads the calls over them (common/grpc_target.py).
-            channel = RequestIdChannel(authenticated_channel(addr, tokens, _CHANNEL_OPTIONS, tls=tls))
+            channel = request_id_channel(authenticated_channel(addr, tokens, _CHANNEL_OPTIONS, tls=tls))
             self.services[name] = Service(name, channel, health_pb2_grpc.HealthStub(channel))
         self.auth = auth_pb2_grpc.AuthStub(self.services["auth"].channel)
         self.billing = billing_pb2_grpc.BillingStub(self.services["billing"].channel)

@@ -27,7 +27,7 @@ class Recorder:
 
 async def test_each_call_sends_the_id_bound_when_it_is_made() -> None:
     inner = Recorder()
-    channel = context.RequestIdChannel(inner)  # type: ignore[arg-type]
+    channel = context.request_id_channel(inner)  # type: ignore[arg-type]
     method = channel.unary_unary("/x.Y/Z")
     await method(b"")
     token = context.request_id.set("req_" + "a" * 32)
