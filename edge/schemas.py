@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from common.money import MAX_AMOUNT, InvalidAmount, parse_credits
@@ -47,6 +47,8 @@ InitialCredits = Annotated[int, Field(ge=0, le=MAX_GRANT_CREDITS), BeforeValidat
 GrantedCredits = Annotated[int, Field(gt=0, le=MAX_GRANT_CREDITS), BeforeValidator(_whole_credits)]
 #: A username in a URL path: malformed ones (SQL metacharacters, unicode, NUL, overlong) are a 422 here.
 UsernamePath = Annotated[str, Path(pattern=USERNAME_PATTERN)]
+#: A keyset page's cursor: the id the previous page answered as its next cursor; 0 (or absent) for the first.
+Cursor = Annotated[int, Query(ge=0, le=MAX_ID, description="keyset cursor from the previous page; 0 for the first")]
 
 
 class StrictBody(BaseModel):

@@ -16,7 +16,7 @@ from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
 from edge.routes.stats import credits_owed, usage_stats_body
-from edge.schemas import MAX_ID, CreateUserBody, GrantCreditsBody, LimitsBody, UsernamePath
+from edge.schemas import CreateUserBody, Cursor, GrantCreditsBody, LimitsBody, UsernamePath
 from edge.security import Admin
 from protos import auth_pb2, billing_pb2
 
@@ -120,7 +120,7 @@ async def list_users(
     clients: Clients,
     admin: Admin,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    after: Cursor = 0,
     search: Annotated[str, Query(max_length=254, description="a prefix of the username or email")] = "",
 ) -> DecimalJSONResponse:
     page = await clients.call(

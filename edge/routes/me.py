@@ -14,7 +14,7 @@ from edge.json import DecimalJSONResponse
 from edge.rate_limits import limits_body
 from edge.request_json import JsonRoute
 from edge.routes.stats import usage_stats_body
-from edge.schemas import MAX_ID, AlertsBody
+from edge.schemas import AlertsBody, Cursor
 from edge.security import User
 from protos import billing_pb2
 
@@ -38,7 +38,7 @@ async def my_transactions(
     clients: Clients,
     caller: User,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    before: Cursor = 0,
 ) -> DecimalJSONResponse:
     return DecimalJSONResponse(await transactions_body(clients, caller.id, limit, before))
 

@@ -14,7 +14,7 @@ from edge import responses
 from edge.deps import Clients, IdempotencyKeyHeader
 from edge.json import DecimalJSONResponse
 from edge.request_json import JsonRoute
-from edge.schemas import MAX_ID, PurchaseBody
+from edge.schemas import Cursor, PurchaseBody
 from edge.security import User
 from protos import billing_pb2
 
@@ -69,7 +69,7 @@ async def my_purchases(
     clients: Clients,
     caller: User,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    before: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    before: Cursor = 0,
 ) -> DecimalJSONResponse:
     page = await clients.call("billing", clients.billing.ListPurchases, billing_pb2.ListPurchasesRequest(
         user_id=caller.id, page_size=limit, before_seq=before))

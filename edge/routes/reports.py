@@ -15,7 +15,7 @@ from edge.deps import Clients
 from edge.json import DecimalJSONResponse
 from edge.request_json import JsonRoute
 from edge.routes.me import transactions_body
-from edge.schemas import MAX_ID, UsernamePath
+from edge.schemas import Cursor, UsernamePath
 from edge.security import Admin, User
 from protos import auth_pb2, billing_pb2
 
@@ -24,7 +24,6 @@ admin = APIRouter(prefix="/api/admin", tags=["admin"], route_class=JsonRoute)
 
 Days = Annotated[int, Query(ge=1, le=366, description="the window, ending today (UTC)")]
 Limit = Annotated[int, Query(ge=1, le=200)]
-Before = Annotated[int, Query(ge=0, le=MAX_ID, description="keyset: calls older than this id")]
 FailedOnly = Annotated[bool, Query(description="failed calls only")]
 #: How many top spenders the system report names.
 TOP_USERS = 10
@@ -85,7 +84,7 @@ async def my_usage_report(clients: Clients, caller: User, days: Days = 30) -> De
 
 
 @mine.get("/my-calls", response_model=responses.CallPage)
-async def my_calls(clients: Clients, caller: User, limit: Limit = 50, before: Before = 0,
+async def my_calls(clients: Clients, caller: User, limit: Limit = 50, before: Cursor = 0,
                    failed: FailedOnly = False) -> DecimalJSONResponse:
     """The caller's calls newest first, each with its request id, tokens, cost and error."""
     return DecimalJSONResponse(await calls_body(clients, caller.id, failed=failed, limit=limit, before=before))
@@ -99,7 +98,7 @@ async def system_usage_report(clients: Clients, caller: Admin, days: Days = 30) 
 
 
 @admin.get("/calls", response_model=responses.CallPage)
-async def system_calls(clients: Clients, caller: Admin, limit: Limit = 50, before: Before = 0,
+async def system_calls(clients: Clients, caller: Admin, limit: Limit = 50, before: Cursor = 0,
                        failed: FailedOnly = False) -> DecimalJSONResponse:
     """Everyone's calls newest first; `failed=true` for the failed ones with their errors."""
     return DecimalJSONResponse(await calls_body(clients, 0, failed=failed, limit=limit, before=before))
@@ -119,7 +118,7 @@ async def user_usage_report(username: UsernamePath, clients: Clients, caller: Ad
 
 @admin.get("/users/{username}/calls", response_model=responses.CallPage)
 async def user_calls(username: UsernamePath, clients: Clients, caller: Admin, limit: Limit = 50,
-                     before: Before = 0, failed: FailedOnly = False) -> DecimalJSONResponse:
+                     before: Cursor = 0, failed: FailedOnly = False) -> DecimalJSONResponse:
     return DecimalJSONResponse(await calls_body(clients, await _user_id(clients, username), failed=failed,
                                                 limit=limit, before=before))
 
@@ -127,6 +126,6 @@ async def user_calls(username: UsernamePath, clients: Clients, caller: Admin, li
 @admin.get("/users/{username}/transactions", response_model=responses.TransactionPage)
 async def user_transactions(username: UsernamePath, clients: Clients, caller: Admin,
                             limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                            before: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> DecimalJSONResponse:
+                            before: Cursor = 0) -> DecimalJSONResponse:
     """A user's ledger, newest first, as GET /api/my-transactions shows it to them."""
     return DecimalJSONResponse(await transactions_body(clients, await _user_id(clients, username), limit, before))
