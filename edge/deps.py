@@ -38,4 +38,6 @@ IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", min
                                                     pattern=PATTERN)]
 #: Faults to inject (simulator/faults.py, common/faults.py); honoured only against the simulator or with
 #: FSG_FAULT_INJECTION. Tests only.
-SimFault = Annotated[str | None, Header(alias="X-Sim-Fault", max_length=64)]
+#: The longest X-Sim-Fault header taken (a simulator fault name; tests only).
+MAX_FAULT_LENGTH = 64
+SimFault = Annotated[str | None, Header(alias="X-Sim-Fault", max_length=MAX_FAULT_LENGTH)]

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from fastapi import Response
 
 from edge.clients import ServiceClients
+from edge.deps import MAX_FAULT_LENGTH
 from edge.errors import ApiError
 from edge.routes import generate
 from edge.schemas import CharactersBody, DialogueBody, ScenesBody, StructureBody
@@ -21,8 +22,6 @@ Kind = Literal["structure", "plot_points", "scenes", "dialogue", "characters"]
 KINDS: tuple[Kind, ...] = ("structure", "plot_points", "scenes", "dialogue", "characters")
 #: The story fields the new-project form asks for, in its order.
 STORY_FIELDS = ("title", "logline", "characters", "genre", "tone")
-#: The longest X-Sim-Fault the API takes (edge/deps.py).
-MAX_FAULT_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
