@@ -23,6 +23,8 @@ mine = APIRouter(prefix="/api", tags=["self-service"], route_class=JsonRoute)
 admin = APIRouter(prefix="/api/admin", tags=["admin"], route_class=JsonRoute)
 
 Days = Annotated[int, Query(ge=1, le=366, description="the window, ending today (UTC)")]
+#: The window a report covers unless asked otherwise (the web pages use it too).
+DEFAULT_DAYS = 30
 Limit = Annotated[int, Query(ge=1, le=200)]
 FailedOnly = Annotated[bool, Query(description="failed calls only")]
 #: How many top spenders the system report names.
@@ -78,7 +80,7 @@ async def calls_body(clients: ServiceClients, user_id: int, *, failed: bool, lim
 
 
 @mine.get("/my-usage-report", response_model=responses.UsageReport)
-async def my_usage_report(clients: Clients, caller: User, days: Days = 30) -> DecimalJSONResponse:
+async def my_usage_report(clients: Clients, caller: User, days: Days = DEFAULT_DAYS) -> DecimalJSONResponse:
     """The caller's usage per day (every day of the window), by endpoint and by model."""
     return DecimalJSONResponse(await report_body(clients, caller.id, days))
 
@@ -91,7 +93,7 @@ async def my_calls(clients: Clients, caller: User, limit: Limit = 50, before: Cu
 
 
 @admin.get("/usage-report", response_model=responses.SystemReport)
-async def system_usage_report(clients: Clients, caller: Admin, days: Days = 30) -> DecimalJSONResponse:
+async def system_usage_report(clients: Clients, caller: Admin, days: Days = DEFAULT_DAYS) -> DecimalJSONResponse:
     """Everyone's usage per day (requests, tokens, credits charged, failed calls), by endpoint, by model,
     and the top spenders of the window."""
     return DecimalJSONResponse(await report_body(clients, 0, days, TOP_USERS))
@@ -111,7 +113,7 @@ async def _user_id(clients: ServiceClients, username: str) -> int:
 
 @admin.get("/users/{username}/usage-report", response_model=responses.UsageReport)
 async def user_usage_report(username: UsernamePath, clients: Clients, caller: Admin,
-                            days: Days = 30) -> DecimalJSONResponse:
+                            days: Days = DEFAULT_DAYS) -> DecimalJSONResponse:
     """A user's usage per day, by endpoint and by model (what they see on their own dashboard)."""
     return DecimalJSONResponse(await report_body(clients, await _user_id(clients, username), days))
 

@@ -20,7 +20,7 @@ from protos import auth_pb2
 
 router = APIRouter(prefix="/app/admin", include_in_schema=False)
 PAGE = 25
-DAYS = 30
+DAYS = reports.DEFAULT_DAYS
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -20,7 +20,7 @@ from edge.web.session import Poster, Visitor, WebCaller
 
 router = APIRouter(prefix="/app/dashboard", include_in_schema=False)
 #: The dashboard's window, in days.
-DAYS = 30
+DAYS = reports.DEFAULT_DAYS
 #: The purchase states that are still waiting for Stripe's word.
 PENDING = ("pending",)
 
