@@ -69,13 +69,9 @@ def database(settings: StackSettings, pg_port: int) -> Iterator[str]:
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value()
         return
-    server = _embedded(settings, pg_port)
-    dsn = server.start()
-    try:
-        yield dsn
-    finally:
-        server.stop()
-        typer.echo("embedded PostgreSQL stopped")
+    with _embedded(settings, pg_port) as server:
+        yield server.dsn()
+    typer.echo("embedded PostgreSQL stopped")
 
 
 def process_env(settings: StackSettings, ports: dict[str, int], simulate: bool,
@@ -255,12 +251,8 @@ def operator_database(settings: StackSettings, create: bool) -> Iterator[str]:
     given = settings.given_ports()
     port = assign_ports(settings.data_dir, given, settings.edge_port)["PG_PORT"]
     check_free({"PG_PORT": ("127.0.0.1", port)}, given, settings.data_dir)
-    server = _embedded(settings, port)
-    dsn = server.start()
-    try:
-        yield dsn
-    finally:
-        server.stop()
+    with _embedded(settings, port) as server:
+        yield server.dsn()
 
 
 def _failed(command: str, exc: Exception) -> typer.Exit:
