@@ -59,7 +59,8 @@ class ServiceClients:
             ("billing", settings.billing_addr),
             ("generation", settings.generation_addr),
         ):
-            # An address that names several replicas spreads the calls over them (common/grpc_target.py).
+            # Token, TLS, keepalive and round-robin over a target's replicas come with authenticated_channel;
+            # the request id with request_id_channel.
             channel = request_id_channel(authenticated_channel(addr, tokens, _CHANNEL_OPTIONS, tls=tls))
             self.services[name] = Service(name, channel, health_pb2_grpc.HealthStub(channel))
         self.auth = auth_pb2_grpc.AuthStub(self.services["auth"].channel)
