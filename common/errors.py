@@ -77,9 +77,11 @@ class Unavailable(DomainError):
 
 
 #: The database is away (or going away): the statement did not commit, so the caller may retry. Admin and
-#: crash shutdowns (SQLSTATE 57P01/57P02) end the session the way a lost connection does.
+#: crash shutdowns (SQLSTATE 57P01/57P02) end the session the way a lost connection does. asyncpg's
+#: InternalClientError is a connection the server left mid-protocol: the next statement on it fails before
+#: it is sent ("cannot switch to state …; another operation is in progress").
 DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-            asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+           asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.InternalClientError)
 #: The statement was rolled back by a conflict with another transaction: nothing happened, a retry is safe.
 _TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
